@@ -1,0 +1,166 @@
+"""TFLite runtime seam: one place that picks the interpreter package and the Edge TPU delegate.
+
+``ai_edge_litert`` (LiteRT, the successor) is preferred, ``tflite_runtime`` is the fallback, and
+TensorFlow's own ``tf.lite`` is the last resort (offline tools only). Models named
+``*_edgetpu.tflite`` get the Edge TPU delegate when ``libedgetpu.so.1`` loads; otherwise the CPU
+model beside them (same name without ``_edgetpu``) is used and a warning is logged.
+
+Quantisation parameters are always read from each tensor, never assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+
+def _interpreter_api():
+    """Return (Interpreter class, load_delegate function, package name)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter, load_delegate
+
+        return Interpreter, load_delegate, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime.interpreter import Interpreter, load_delegate
+
+        return Interpreter, load_delegate, "tflite_runtime"
+    except ImportError:
+        pass
+    try:  # offline tools with TensorFlow installed
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, tf.lite.experimental.load_delegate, "tensorflow"
+    except ImportError as exc:
+        raise ModelError(
+            "no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime)"
+        ) from exc
+
+
+def runtime_name() -> str:
+    """Name of the interpreter package that will be used."""
+    return _interpreter_api()[2]
+
+
+def load_edgetpu_delegate(load_delegate=None):
+    """Load the Edge TPU delegate, or return None (with the reason logged) when it cannot load."""
+    if load_delegate is None:
+        load_delegate = _interpreter_api()[1]
+    lib = EDGETPU_LIB.get(platform.system(), "libedgetpu.so.1")
+    try:
+        return load_delegate(lib)
+    except (ValueError, OSError, RuntimeError) as exc:
+        log.warning("Edge TPU delegate %s did not load (%s); using the CPU model", lib, exc)
+        return None
+
+
+def cpu_twin(path: Path) -> Path:
+    """The CPU model that stands beside an Edge TPU model (``x_edgetpu.tflite`` -> ``x.tflite``)."""
+    return path.with_name(path.name.replace("_edgetpu.tflite", ".tflite"))
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape, dtype and quantisation of one model input or output."""
+
+    index: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float
+    zero_point: int
+
+    @property
+    def quantized(self) -> bool:
+        return self.dtype in (np.int8, np.uint8, np.int16) and self.scale > 0
+
+
+def _spec(d: dict) -> TensorSpec:
+    scale, zero = d.get("quantization", (0.0, 0))
+    return TensorSpec(d["index"], d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]),
+                      float(scale), int(zero))
+
+
+def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Float array to the tensor's integer type using its own scale and zero point."""
+    if not spec.quantized:
+        return np.asarray(x, dtype=spec.dtype)
+    info = np.iinfo(spec.dtype)
+    q = np.round(np.asarray(x, dtype=np.float32) / spec.scale) + spec.zero_point
+    return np.clip(q, info.min, info.max).astype(spec.dtype)
+
+
+def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Integer tensor values back to float with the tensor's scale and zero point."""
+    if not spec.quantized:
+        return np.asarray(q, dtype=np.float32)
+    return (q.astype(np.float32) - spec.zero_point) * spec.scale
+
+
+class TFLiteModel:
+    """A loaded TFLite model: float in, float out, whatever its tensors' types are.
+
+    Args:
+        path: the ``.tflite`` file. ``*_edgetpu.tflite`` asks for the Edge TPU.
+        threads: CPU threads for the interpreter (None: the runtime's default).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = 1):
+        path = Path(path)
+        Interpreter, load_delegate, self.runtime = _interpreter_api()
+        self.accelerator = "cpu"
+        delegates = []
+        if path.name.endswith("_edgetpu.tflite"):
+            delegate = load_edgetpu_delegate(load_delegate)
+            if delegate is not None:
+                delegates, self.accelerator = [delegate], "edgetpu"
+            else:
+                path = cpu_twin(path)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        self.path = path
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
+                                           experimental_delegates=delegates or None)
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelError(f"cannot load model {path}: {exc}") from exc
+        self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
+        self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]
+
+    def resize_batch(self, n: int) -> None:
+        """Change the first input's batch size (for models with a dynamic batch)."""
+        spec = self.inputs[0]
+        if spec.shape[0] == n:
+            return
+        self.interpreter.resize_tensor_input(spec.index, (n, *spec.shape[1:]))
+        self.interpreter.allocate_tensors()
+        self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
+        self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]
+
+    def run(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Quantise float inputs as each tensor wants, invoke, return dequantised float outputs."""
+        for spec, x in zip(self.inputs, inputs, strict=True):
+            self.interpreter.set_tensor(spec.index, quantize(x, spec))
+        self.interpreter.invoke()
+        return [dequantize(self.interpreter.get_tensor(s.index), s) for s in self.outputs]
+
+    def output(self, name_part: str) -> TensorSpec:
+        """The output whose name contains ``name_part`` (heads are found by name, not position)."""
+        for spec in self.outputs:
+            if name_part in spec.name:
+                return spec
+        raise ModelError(f"{self.path.name}: no output named like {name_part!r} "
+                         f"(has {[s.name for s in self.outputs]})")
