@@ -1,0 +1,116 @@
+"""The multi-head attribute model at run time: aligned faces in, age/gender/emotions out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from device.errors import ModelError, NoAttributeModel
+from device.manifest import DEFAULT_AGE_GROUPS, age_group, load_manifest, model_path, parse_age_groups
+from device.runtime import TFLiteModel
+from device.types import EMOTIONS, GENDERS, FaceAttributes
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    z = x - x.max(axis=axis, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _as_probs(x: np.ndarray) -> np.ndarray:
+    """Outputs may be probabilities (a softmax inside the model) or logits: return probabilities."""
+    x = np.asarray(x, dtype=np.float32)
+    if x.shape[-1] == 1:  # one sigmoid unit
+        p = x[..., 0] if np.all((x >= 0) & (x <= 1)) else 1 / (1 + np.exp(-x[..., 0]))
+        return np.stack([1 - p, p], axis=-1)
+    sums = x.sum(axis=-1)
+    if np.all(x >= -1e-3) and np.allclose(sums, 1.0, atol=0.05):
+        return np.clip(x, 0, None) / np.clip(x, 0, None).sum(axis=-1, keepdims=True)
+    return softmax(x)
+
+
+def decode_age(raw: np.ndarray, head: dict) -> np.ndarray:
+    """Years from the age head: a regression value, or the expectation over year bins."""
+    kind = head.get("kind", "regression")
+    if kind == "regression":
+        return np.asarray(raw, dtype=np.float32).reshape(len(raw), -1)[:, 0]
+    if kind == "distribution":
+        bins = np.asarray(head["bins"], dtype=np.float32)
+        return _as_probs(raw) @ bins
+    raise ModelError(f"unknown age head kind {kind!r}")
+
+
+class Analyzer:
+    """Runs the installed multi-head model on aligned face crops.
+
+    Args:
+        models_dir: folder with ``manifest.json`` and the model files.
+        threads: interpreter threads.
+        age_groups: override the manifest's age groups (labels like ``"25-37"``, ``"60+"``).
+    Raises:
+        NoAttributeModel: the manifest lists no analyzer; nothing is invented in its place.
+    """
+
+    def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None):
+        manifest = load_manifest(models_dir)
+        entry = manifest.get("analyzer")
+        if not entry:
+            raise NoAttributeModel(
+                f"no attribute model is installed in {models_dir}: faces are detected, "
+                "but age, gender and emotion are not estimated")
+        self.entry = entry
+        self.version = str(manifest.get("version", "unknown"))
+        self.model = TFLiteModel(model_path(models_dir, entry), threads=threads)
+        spec = entry.get("input", {})
+        self.size = int(spec.get("size", self.model.inputs[0].shape[1]))
+        self.channels = int(spec.get("channels", self.model.inputs[0].shape[-1]))
+        self.input_scale = float(spec.get("scale", 255.0))
+        self.heads = entry["heads"]
+        self.groups = parse_age_groups(age_groups or entry.get("age_groups") or DEFAULT_AGE_GROUPS)
+        self.gender_labels = tuple(self.heads["gender"].get("labels", GENDERS))
+        self.emotion_labels = tuple(self.heads["emotion"].get("labels", EMOTIONS))
+        self._out = {name: self.model.output(h["output"]) for name, h in self.heads.items()}
+        self._batch = self.model.inputs[0].shape[0]
+
+    @property
+    def name(self) -> str:
+        return self.model.path.name
+
+    def _prepare(self, crops: list[np.ndarray]) -> np.ndarray:
+        x = np.stack([c if c.ndim == 3 else c[..., None] for c in crops]).astype(np.float32)
+        if x.shape[1:] != (self.size, self.size, self.channels):
+            raise ValueError(f"crops must be {self.size}x{self.size}x{self.channels}, got {x.shape[1:]}")
+        return x / self.input_scale
+
+    def raw(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """Raw float head outputs for a list of aligned crops (batched one at a time if fixed)."""
+        x = self._prepare(crops)
+        outs = {name: [] for name in self.heads}
+        step = len(x) if self._batch != 1 else 1
+        if step != 1:
+            self.model.resize_batch(len(x))
+        for i in range(0, len(x), step):
+            res = self.model.run(x[i:i + step])
+            by_index = {spec.index: r for spec, r in zip(self.model.outputs, res)}
+            for name, spec in self._out.items():
+                outs[name].append(by_index[spec.index].reshape(step, -1))
+        return {k: np.concatenate(v) for k, v in outs.items()}
+
+    def analyze(self, crops: list[np.ndarray]) -> list[FaceAttributes]:
+        """Attributes for each aligned crop (``size`` x ``size`` gray or BGR, uint8)."""
+        if not crops:
+            return []
+        raw = self.raw(crops)
+        ages = decode_age(raw["age"], self.heads["age"])
+        genders = _as_probs(raw["gender"])
+        emotions = _as_probs(raw["emotion"])
+        out = []
+        for age, g, e in zip(ages, genders, emotions):
+            gi = int(np.argmax(g))
+            age = float(max(age, 0.0))
+            out.append(FaceAttributes(
+                age=age, age_group=age_group(age, self.groups),
+                gender=self.gender_labels[gi], gender_prob=float(g[gi]),
+                emotions={label: float(p) for label, p in zip(self.emotion_labels, e)}))
+        return out

@@ -1,0 +1,103 @@
+"""Reading and checking ``manifest.json``: which models are installed and how to use them.
+
+Format (keys not listed are allowed and kept)::
+
+    {
+      "version": "2026.11.28",
+      "detector": {"file": "face_detector_full_int8.tflite", "sha256": "...", "variant": "full"},
+      "analyzer": {
+        "file": "multihead_int8.tflite", "sha256": "...",
+        "input": {"size": 64, "channels": 1, "scale": 255.0},
+        "heads": {
+          "age": {"output": "age", "kind": "regression"}            # years
+                 | {"output": "age", "kind": "distribution", "bins": [0, 1, ..., 100]},
+          "gender": {"output": "gender", "labels": ["male", "female"]},
+          "emotion": {"output": "emotion", "labels": ["angry", ..., "neutral"]}
+        },
+        "age_groups": ["0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+"]
+      },
+      "metrics": {...}
+    }
+
+``analyzer`` may be absent: then no attribute model is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from device.errors import ModelError
+
+DEFAULT_AGE_GROUPS = ("0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+")
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 16), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def load_manifest(models_dir: Path) -> dict:
+    """Read ``models_dir/manifest.json``; a clear ModelError when it is missing or malformed."""
+    path = Path(models_dir) / "manifest.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"no model manifest at {path}") from exc
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"model manifest {path} is unreadable: {exc}") from exc
+    if not isinstance(data, dict) or "detector" not in data:
+        raise ModelError(f"model manifest {path} has no 'detector' entry")
+    return data
+
+
+def model_path(models_dir: Path, entry: dict, verify: bool = True) -> Path:
+    """Path of the model an entry names, checked against its sha256 when ``verify``."""
+    try:
+        path = Path(models_dir) / entry["file"]
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"manifest entry has no 'file': {entry!r}") from exc
+    if not path.is_file():
+        raise ModelError(f"model file named in the manifest is missing: {path}")
+    if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        raise ModelError(f"model file {path} does not match its sha256 in the manifest")
+    return path
+
+
+def parse_age_groups(groups) -> list[tuple[str, float, float]]:
+    """Turn labels like ``"0-2"``, ``"60+"`` into (label, low, high) with contiguous integer years.
+
+    ``"3-7"`` covers ages from 3 up to (not including) 8; ``"60+"`` has no upper bound.
+    Raises ValueError when the groups are not contiguous and increasing.
+    """
+    out = []
+    for label in groups:
+        text = str(label).strip()
+        try:
+            if text.endswith("+"):
+                low, high = float(text[:-1]), float("inf")
+            else:
+                a, b = text.split("-")
+                low, high = float(a), float(b) + 1
+        except ValueError as exc:
+            raise ValueError(f"age group {label!r} is not like '3-7' or '60+'") from exc
+        if out and low != out[-1][2]:
+            raise ValueError(f"age groups are not contiguous at {label!r}")
+        if high <= low:
+            raise ValueError(f"age group {label!r} is empty")
+        out.append((text, low, high))
+    if not out:
+        raise ValueError("no age groups given")
+    return out
+
+
+def age_group(age: float, groups: list[tuple[str, float, float]]) -> str:
+    """The label of the group that holds ``age`` (below the first: first; above the last: last)."""
+    for label, low, high in groups:
+        if age < high:
+            return label
+    return groups[-1][0]
