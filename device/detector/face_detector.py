@@ -1,0 +1,98 @@
+"""``FaceDetector``: BlazeFace through the TFLite runtime seam, with pure pre/post-processing."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from device.detector.anchors import generate_anchors
+from device.detector.decode import select
+from device.detector.letterbox import Letterbox, letterbox_image, to_model_range
+from device.detector.nms import weighted_nms
+from device.detector.variants import DETECTOR_VARIANTS, DetectorVariant
+from device.errors import ModelError
+from device.runtime import TFLiteModel
+from device.types import Detection
+
+
+def variant_for_input(width: int, height: int) -> DetectorVariant:
+    """The variant whose input is ``width`` x ``height`` (models are recognised by their input)."""
+    for v in DETECTOR_VARIANTS.values():
+        if v.input_size == (width, height):
+            return v
+    raise ModelError(f"no BlazeFace variant takes a {width}x{height} input")
+
+
+def output_roles(shapes: list[tuple[int, ...]]) -> tuple[int, int]:
+    """Indices of (regressors, scores) among the outputs, told apart by their last axis (16 / 1)."""
+    last = [s[-1] for s in shapes]
+    if sorted(last) != [1, 16]:
+        raise ModelError(f"expected a 16-value regressor and a 1-value score output, got {shapes}")
+    return last.index(16), last.index(1)
+
+
+def to_detections(rows: np.ndarray, scores: np.ndarray, lb: Letterbox,
+                  width: int, height: int) -> list[Detection]:
+    """Normalised rows (x1, y1, x2, y2, 6 keypoints) to ``Detection``s in frame pixels.
+
+    Boxes are clipped to the ``width`` x ``height`` frame; keypoints are not.
+    """
+    out = []
+    for row, score in zip(rows, scores, strict=True):
+        pts = lb.to_frame(row.reshape(-1, 2))
+        x1, y1 = np.clip(pts[0], 0, (width, height))
+        x2, y2 = np.clip(pts[1], 0, (width, height))
+        out.append(Detection((float(x1), float(y1), float(x2), float(y2)), float(score),
+                             pts[2:].astype(np.float32)))
+    return out
+
+
+class FaceDetector:
+    """Finds faces in BGR frames with a BlazeFace model (float or int8).
+
+    Args:
+        model_path: a BlazeFace ``.tflite`` (short 128x128 or full 192x192, float or int8).
+        threads: interpreter CPU threads.
+        score_threshold: minimum face score; None uses MediaPipe's value for the variant.
+        nms_iou: IoU above which boxes merge in weighted NMS; None uses MediaPipe's 0.3.
+        model: an already loaded model with ``inputs``/``outputs``/``run`` (tests, Edge TPU);
+            ``model_path`` is then ignored.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1,
+                 score_threshold: float | None = None, nms_iou: float | None = None,
+                 model=None):
+        self.model = model if model is not None else TFLiteModel(model_path, threads=threads)
+        shape = self.model.inputs[0].shape
+        if len(shape) != 4 or shape[3] != 3:
+            raise ModelError(f"detector input must be 1 x H x W x 3, got {shape}")
+        self.variant = variant_for_input(shape[2], shape[1])
+        self.size = self.variant.input_size
+        self.anchors = generate_anchors(self.variant.anchors)
+        self._roles = output_roles([s.shape for s in self.model.outputs])
+        n = self.model.outputs[self._roles[0]].shape[-2]
+        if n != len(self.anchors):
+            raise ModelError(f"model has {n} boxes, variant {self.variant.name!r} "
+                             f"expects {len(self.anchors)}")
+        self.score_threshold = (self.variant.score_threshold if score_threshold is None
+                                else float(score_threshold))
+        self.nms_iou = self.variant.nms_iou if nms_iou is None else float(nms_iou)
+
+    def raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, Letterbox]:
+        """Run the model on a frame; returns (normalised rows, scores, letterbox) before NMS."""
+        rgb, lb = letterbox_image(image_bgr, *self.size)
+        outs = self.model.run(to_model_range(rgb))
+        reg, cls = outs[self._roles[0]], outs[self._roles[1]]
+        rows, scores = select(reg, cls, self.anchors, self.size, self.score_threshold,
+                              self.variant.score_clip)
+        return rows, scores, lb
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        """All faces in one H x W x 3 uint8 BGR frame, best score first, in frame pixels."""
+        if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
+            raise ValueError("detect() wants an H x W x 3 BGR image")
+        rows, scores, lb = self.raw(image_bgr)
+        rows, scores = weighted_nms(rows, scores, self.nms_iou)
+        h, w = image_bgr.shape[:2]
+        return to_detections(rows, scores, lb, w, h)
