@@ -53,6 +53,8 @@ class Analyzer:
     """
 
     def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None):
+        if not (Path(models_dir) / "manifest.json").is_file():
+            raise NoAttributeModel(f"no attribute model is installed: no manifest.json in {models_dir}")
         manifest = load_manifest(models_dir)
         entry = manifest.get("analyzer")
         if not entry:

@@ -1,0 +1,138 @@
+"""The per-frame vision path: detect faces, align each one, analyze them in one batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from device.align import align_face
+from device.analyzer import Analyzer
+from device.detector import DEFAULT_VARIANT, FaceDetector, default_detector_path, float_detector_path
+from device.errors import ModelError, NoAttributeModel
+from device.manifest import load_manifest, model_path
+from device.types import Detection, FaceAttributes, Frame
+from models import MODELS_DIR
+
+log = logging.getLogger(__name__)
+
+SELFTEST_DIR = MODELS_DIR / "selftest"
+
+
+def _detector_file(models_dir: Path, variant: str | None) -> Path:
+    """The detector the manifest names, else the shipped int8 model of the variant."""
+    manifest_file = models_dir / "manifest.json"
+    if manifest_file.is_file():
+        entry = load_manifest(models_dir)["detector"]
+        if variant is None or entry.get("variant", variant) == variant:
+            return model_path(models_dir, entry)
+    path = default_detector_path(variant or DEFAULT_VARIANT)
+    if path.is_file():
+        return path
+    fallback = float_detector_path(variant or DEFAULT_VARIANT)
+    if fallback.is_file():
+        log.warning("int8 detector %s missing; using the float model %s", path.name, fallback.name)
+        return fallback
+    raise ModelError(f"no detector model at {path}")
+
+
+class VisionPipeline:
+    """Frame in, faces with attributes out.
+
+    Args:
+        models_dir: folder with ``manifest.json`` and the models (default: the shipped ``models/``).
+        threads: interpreter threads for each model.
+        detector_variant: "full" (0.5-5 m, default) or "short" (within 2 m); None: the manifest's.
+        analyze_every: analyze faces on every n-th processed frame only (tracking carries the
+            attributes in between); 1 analyzes every frame.
+        min_face_px: faces whose eye distance is below this many pixels are detected but not
+            analyzed (too small for a meaningful estimate).
+    """
+
+    def __init__(self, models_dir: str | Path | None = None, threads: int | None = 1,
+                 detector_variant: str | None = None, analyze_every: int = 1,
+                 min_face_px: float = 8.0, score_threshold: float | None = None):
+        self.models_dir = Path(models_dir) if models_dir else MODELS_DIR
+        self.detector = FaceDetector(_detector_file(self.models_dir, detector_variant),
+                                     threads=threads, score_threshold=score_threshold)
+        try:
+            self.analyzer: Analyzer | None = Analyzer(self.models_dir, threads=threads)
+        except NoAttributeModel as exc:
+            log.warning("%s", exc)
+            self.analyzer = None
+        self.analyze_every = max(1, int(analyze_every))
+        self.min_face_px = float(min_face_px)
+        self._count = 0
+
+    @property
+    def analyzer_available(self) -> bool:
+        return self.analyzer is not None
+
+    @property
+    def accelerator(self) -> str:
+        return self.detector.model.accelerator if hasattr(self.detector.model, "accelerator") else "cpu"
+
+    @property
+    def model_version(self) -> str:
+        try:
+            return str(load_manifest(self.models_dir).get("version", "unknown"))
+        except ModelError:
+            return "factory"
+
+    def describe(self) -> dict:
+        """Names of the models in use, for status messages and benchmarks."""
+        return {"detector": Path(self.detector.model.path).name if hasattr(self.detector.model, "path")
+                else "custom",
+                "analyzer": self.analyzer.name if self.analyzer else None,
+                "accelerator": self.accelerator, "model_version": self.model_version}
+
+    def crops(self, image: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:
+        """Aligned crops for the analyzer, one per detection."""
+        size = self.analyzer.size if self.analyzer else 64
+        gray = (self.analyzer.channels == 1) if self.analyzer else True
+        return [align_face(image, d.right_eye, d.left_eye, size=size, gray=gray) for d in detections]
+
+    def process(self, frame: Frame | np.ndarray) -> list[tuple[Detection, FaceAttributes | None]]:
+        """Faces in one frame with their attributes (None when not analyzed on this frame)."""
+        image = frame.image if isinstance(frame, Frame) else frame
+        detections = self.detector.detect(image)
+        attrs: list[FaceAttributes | None] = [None] * len(detections)
+        analyze_now = self.analyzer is not None and self._count % self.analyze_every == 0
+        self._count += 1
+        if analyze_now and detections:
+            idx = [i for i, d in enumerate(detections)
+                   if float(np.hypot(*(d.left_eye - d.right_eye))) >= self.min_face_px]
+            if idx:
+                results = self.analyzer.analyze(self.crops(image, [detections[i] for i in idx]))
+                for i, a in zip(idx, results):
+                    attrs[i] = a
+        return list(zip(detections, attrs))
+
+    def self_test(self) -> dict:
+        """Run the models on the shipped test picture; ModelError unless they behave.
+
+        Returns what was checked (faces found, and the attributes when an analyzer is installed).
+        """
+        spec_file = SELFTEST_DIR / "selftest.json"
+        try:
+            spec = json.loads(spec_file.read_text())
+            image = cv2.imread(str(SELFTEST_DIR / spec["image"]))
+        except (OSError, KeyError, json.JSONDecodeError) as exc:
+            raise ModelError(f"self-test picture missing or unreadable in {SELFTEST_DIR}: {exc}") from exc
+        if image is None:
+            raise ModelError(f"self-test picture {spec['image']} cannot be decoded")
+        faces = self.detector.detect(image)
+        if len(faces) != spec["faces"]:
+            raise ModelError(f"self-test: detector found {len(faces)} faces, expected {spec['faces']}")
+        result = {"faces": len(faces)}
+        if self.analyzer is not None:
+            attrs = self.analyzer.analyze(self.crops(image, faces))
+            for a in attrs:
+                total = sum(a.emotions.values())
+                if not (np.isfinite(a.age) and 0 <= a.age <= 120 and abs(total - 1) < 0.05):
+                    raise ModelError(f"self-test: analyzer output out of range: {a}")
+            result["attributes"] = [a.to_dict() for a in attrs]
+        return result

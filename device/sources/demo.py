@@ -1,0 +1,80 @@
+"""The demo input every install has: a public-domain portrait panned and zoomed into a short clip.
+
+``skimage.data.astronaut()`` (NASA, public domain) ships inside scikit-image (the ``demo`` extra).
+The clip is computed frame by frame (nothing is stored): the camera pans in from the side, the face
+comes closer as if someone walked up to the kiosk, lingers, then leaves the frame again.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from device.errors import SourceError
+from device.sources.base import FrameSource, Pacer
+from device.types import Frame
+
+
+def load_portrait() -> np.ndarray:
+    """The astronaut portrait as BGR uint8."""
+    try:
+        from skimage import data
+    except ImportError as exc:
+        raise SourceError("the demo input needs scikit-image: pip install 'audience-kiosk[demo]'") from exc
+    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+
+
+def camera_path(t: float, duration: float) -> tuple[float, float, float]:
+    """Where the virtual camera looks at time t: (centre x, centre y) in portrait pixels and zoom.
+
+    Pure function of time, so the clip is the same on every machine.
+    """
+    u = (t % duration) / duration
+    if u < 0.15:  # pan in from the right: the face enters the frame
+        k = u / 0.15
+        return 260 + (1 - k) * 700, 190.0, 1.0
+    if u < 0.75:  # approach: zoom in, then hold
+        k = min(1.0, (u - 0.15) / 0.4)
+        return 260.0, 190.0 - 40 * k, 1.0 + 1.6 * k
+    k = (u - 0.75) / 0.25  # leave to the left
+    return 260 - k * 900, 150.0, 2.6
+
+
+class DemoSource(FrameSource):
+    """A synthetic clip made from the astronaut portrait; loops when asked.
+
+    Args:
+        size: (width, height) of the frames.
+        fps: frames per second of media time.
+        duration: seconds per pass.
+    """
+
+    kind = "demo"
+
+    def __init__(self, size=(640, 360), fps: float = 15.0, duration: float = 12.0,
+                 loop: bool = False, pace: bool = False):
+        super().__init__("demo:astronaut")
+        self.portrait = load_portrait()
+        self.size, self.fps, self.duration, self.loop = size, fps, duration, loop
+        self._pacer = Pacer() if pace else None
+        self._index = 0
+        self._frames_per_pass = int(round(duration * fps))
+
+    def render(self, t: float) -> np.ndarray:
+        """The frame at media time ``t``."""
+        w, h = self.size
+        cx, cy, zoom = camera_path(t, self.duration)
+        scale = zoom * h / 512 * 1.4
+        m = np.array([[scale, 0, w / 2 - scale * cx], [0, scale, h / 2 - scale * cy]])
+        return cv2.warpAffine(self.portrait, m, (w, h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=(40, 40, 40))
+
+    def read(self) -> Frame | None:
+        if not self.loop and self._index >= self._frames_per_pass:
+            return None
+        t = self._index / self.fps
+        if self._pacer:
+            self._pacer.wait(t)
+        frame = Frame(image=self.render(t), timestamp=t, index=self._index, source=self.name)
+        self._index += 1
+        return frame
