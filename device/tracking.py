@@ -1,0 +1,299 @@
+"""Following faces from frame to frame, so each person is counted once.
+
+A ``Tracker`` matches each frame's detections to its tracks (IoU with a constant-velocity
+prediction, plus centre distance for fast or half-hidden faces; greedy, cheapest pair first),
+keeps tracks through short misses and hands out a ``TrackSummary`` when one ends.
+
+Privacy: a track holds only its box, a velocity, running sums of probabilities and a fixed-size
+age histogram. No image, crop, embedding or identity is kept, and everything about a track is
+dropped once its summary has been handed out. ``track_id`` is a counter local to one run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from device.manifest import DEFAULT_AGE_GROUPS, age_group, parse_age_groups
+from device.types import EMOTIONS, Detection, FaceAttributes
+
+# |nose offset| / half the ear-to-ear distance below which a face counts as turned to the camera.
+# With the nose tip about 1.3x as far in front of the ear axis as an ear is from the midline,
+# offset ~= 1.3 * tan(yaw), so 0.5 is a head yaw of roughly 20 degrees either way.
+FACING_THRESHOLD = 0.5
+AGE_BINS = 101  # whole years 0..100; older ages go into the last bin
+
+
+def yaw_offset(keypoints) -> float:
+    """How far the nose sits from the middle of the face, along the ear-to-ear axis.
+
+    Args:
+        keypoints: 6 x 2 detector keypoints (``device.types.KEYPOINT_NAMES`` order).
+    Returns:
+        0 for a frontal face, about +-1 when the nose is over an ear (profile); the sign tells
+        the side. Uses the eyes when the ears are closer together than the eyes (unreliable
+        tragions). ``nan`` when the keypoints are degenerate or not finite.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(6, 2)
+    if not np.all(np.isfinite(kp)):
+        return float("nan")
+    nose = kp[2]
+    ears, eyes = (kp[4], kp[5]), (kp[0], kp[1])
+    span = ears if np.linalg.norm(ears[1] - ears[0]) >= np.linalg.norm(eyes[1] - eyes[0]) else eyes
+    axis = span[1] - span[0]
+    half_sq = float(axis @ axis) / 2.0  # |axis| * (|axis| / 2): projection normalised to half
+    if half_sq < 1e-9:
+        return float("nan")
+    return float((nose - (span[0] + span[1]) / 2.0) @ axis / half_sq)
+
+
+def facing_camera(keypoints, threshold: float = FACING_THRESHOLD) -> bool:
+    """True when the face is turned to the camera: ``|yaw_offset| <= threshold`` (about 20 deg)."""
+    offset = yaw_offset(keypoints)
+    return bool(np.isfinite(offset) and abs(offset) <= threshold)
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x1, y1, x2, y2) boxes."""
+    inter = (max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+             * max(0.0, min(a[3], b[3]) - max(a[1], b[1])))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def greedy_assign(cost: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs (row, col) taken cheapest first; ``inf`` entries are never paired."""
+    pairs, rows, cols = [], set(), set()
+    for r, c in zip(*np.unravel_index(np.argsort(cost, axis=None, kind="stable"), cost.shape)):
+        if not np.isfinite(cost[r, c]):
+            break
+        if r not in rows and c not in cols:
+            pairs.append((int(r), int(c)))
+            rows.add(r), cols.add(c)
+    return pairs
+
+
+@dataclass(frozen=True)
+class TrackSummary:
+    """What is left of a track once it ended; the attribute fields are None if never analyzed."""
+
+    track_id: int
+    start: float  # first seen (frame timestamp)
+    end: float  # last seen
+    dwell_s: float  # end - start
+    attention_s: float  # time spent facing the camera
+    n_frames: int  # frames the face was detected in
+    n_analyzed: int  # of those, frames with attributes
+    age: float | None = None  # median over analyzed frames
+    age_group: str | None = None
+    gender: str | None = None
+    gender_prob: float | None = None  # averaged probability of ``gender``
+    emotions: dict[str, float] | None = None  # averaged probabilities
+
+    @property
+    def emotion(self) -> str | None:  # the dominant averaged emotion
+        return max(self.emotions, key=self.emotions.get) if self.emotions else None
+
+
+class _Smoother:
+    """Bounded per-track attribute statistics: running sums plus a whole-year age histogram."""
+
+    def __init__(self):
+        self.n, self.female, self.emotions = 0, 0.0, np.zeros(len(EMOTIONS))
+        self.age_count = np.zeros(AGE_BINS, dtype=np.int64)
+        self.age_sum = np.zeros(AGE_BINS)
+
+    def add(self, attrs: FaceAttributes) -> None:
+        self.n += 1
+        p = float(attrs.gender_prob)
+        self.female += p if attrs.gender == "female" else 1.0 - p
+        self.emotions += [float(attrs.emotions.get(e, 0.0)) for e in EMOTIONS]
+        i = int(np.clip(np.floor(attrs.age), 0, AGE_BINS - 1))
+        self.age_count[i], self.age_sum[i] = self.age_count[i] + 1, self.age_sum[i] + attrs.age
+
+    def median_age(self) -> float:
+        # the lower median's bin, reported as the mean of the ages that fell into it
+        i = int(np.searchsorted(np.cumsum(self.age_count), (self.n + 1) // 2))
+        return float(self.age_sum[i] / self.age_count[i])
+
+    def result(self, groups) -> dict:
+        if self.n == 0:
+            return {}
+        female, age = self.female / self.n, self.median_age()
+        return {"age": age, "age_group": age_group(age, groups),
+                "gender": "female" if female >= 0.5 else "male",
+                "gender_prob": max(female, 1.0 - female),
+                "emotions": {e: float(v) for e, v in zip(EMOTIONS, self.emotions / self.n)}}
+
+
+class Track:
+    """A face followed over frames. Read-only for callers; the ``Tracker`` updates it.
+
+    Attributes:
+        track_id: stable int for the life of the track (never reused within a run).
+        box: (x1, y1, x2, y2) of the latest matched detection.
+        attributes: the latest analyzed ``FaceAttributes`` (None until the first analysis).
+        facing: whether the face was turned to the camera at its latest detection.
+        first_seen, last_seen: timestamps of the first and latest matched detection.
+        hits: number of frames the face was detected in.
+    """
+
+    def __init__(self, track_id: int, det: Detection, attrs, t: float, groups,
+                 yaw_threshold: float = FACING_THRESHOLD):
+        self.track_id = track_id
+        self.box = tuple(float(v) for v in det.box)
+        self.velocity = np.zeros(2)  # box centre, pixels per second
+        self.attributes, self.facing, self._yaw_threshold = None, False, yaw_threshold
+        self.first_seen = self.last_seen = t
+        self.hits = self.n_analyzed = 0
+        self.attention_s = 0.0
+        self._stats, self._groups = _Smoother(), groups
+        self._observe(det, attrs, t)
+
+    @property
+    def dwell_s(self) -> float:
+        return self.last_seen - self.first_seen
+
+    @property
+    def smoothed(self) -> FaceAttributes | None:
+        """Attributes averaged over the track so far (steadier than ``attributes`` for labels)."""
+        r = self._stats.result(self._groups)
+        return FaceAttributes(**r) if r else None
+
+    def predicted_box(self, t: float) -> tuple[float, float, float, float]:
+        """The box moved on at constant velocity to time ``t``."""
+        dx, dy = self.velocity * max(0.0, t - self.last_seen)
+        x1, y1, x2, y2 = self.box
+        return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+
+    def _observe(self, det: Detection, attrs, t: float) -> None:
+        facing = facing_camera(det.keypoints, self._yaw_threshold)
+        dt = t - self.last_seen
+        if self.hits and dt > 0:
+            v = (_centre(det.box) - _centre(self.box)) / dt
+            self.velocity = v if self.hits == 1 else 0.5 * self.velocity + 0.5 * v
+            # trapezoid rule: half an interval counts when the face faced the camera at one end
+            self.attention_s += dt * (int(self.facing) + int(facing)) / 2.0
+        self.box, self.facing = tuple(float(v) for v in det.box), facing
+        self.last_seen, self.hits = max(self.last_seen, t), self.hits + 1
+        if attrs is not None:
+            self.attributes, self.n_analyzed = attrs, self.n_analyzed + 1
+            self._stats.add(attrs)
+
+    def summary(self) -> TrackSummary:
+        """This track's summary as of now."""
+        return TrackSummary(
+            track_id=self.track_id, start=self.first_seen, end=self.last_seen,
+            dwell_s=self.dwell_s, attention_s=self.attention_s, n_frames=self.hits,
+            n_analyzed=self.n_analyzed, **self._stats.result(self._groups))
+
+
+def _centre(box) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
+
+
+class Tracker:
+    """Multi-face tracker with summaries of ended tracks.
+
+    Args:
+        iou_threshold: a detection may continue a track when its IoU with the track's predicted
+            box is at least this...
+        max_center_dist: ...or when its centre is within this many box sizes of the predicted
+            centre (fast movement, partly hidden faces). Also needs a similar size (ratio < 2).
+        max_missed_s: a track ends when not detected for longer than this.
+        min_hits: frames a track needs before it is reported; shorter tracks end silently
+            (they are mostly false detections).
+        attention_yaw: ``facing_camera`` threshold (see ``FACING_THRESHOLD``).
+        age_groups: labels used for a summary's ``age_group`` (from its median age).
+    """
+
+    def __init__(self, iou_threshold: float = 0.3, max_missed_s: float = 1.0, min_hits: int = 2,
+                 attention_yaw: float = FACING_THRESHOLD, max_center_dist: float = 1.0,
+                 age_groups=DEFAULT_AGE_GROUPS):
+        self.iou_threshold, self.max_center_dist = iou_threshold, max_center_dist
+        self.max_missed_s, self.min_hits = max_missed_s, min_hits
+        self.attention_yaw, self._groups = attention_yaw, parse_age_groups(age_groups)
+        self._tracks: list[Track] = []
+        self._finished: list[TrackSummary] = []
+        self._next_id, self._now = 1, float("-inf")
+
+    def update(self, detections, attributes=None, timestamp: float = 0.0) -> list[Track]:
+        """Feed one frame.
+
+        Args:
+            detections: this frame's ``Detection`` list.
+            attributes: a list as long as ``detections`` with ``FaceAttributes`` or None for faces
+                not analyzed this frame; None means nothing was analyzed.
+            timestamp: the frame's time in seconds (non-decreasing).
+        Returns:
+            confirmed tracks (``hits >= min_hits``) detected in this frame.
+        """
+        detections = list(detections)
+        attributes = [None] * len(detections) if attributes is None else list(attributes)
+        if len(attributes) != len(detections):
+            raise ValueError(f"{len(attributes)} attributes for {len(detections)} detections")
+        t = float(timestamp)
+        self._expire(t)
+        pairs = greedy_assign(self._cost(detections, t))
+        for ti, di in pairs:
+            self._tracks[ti]._observe(detections[di], attributes[di], t)
+        matched = {di for _, di in pairs}
+        seen = [self._tracks[ti] for ti, _ in pairs]
+        for di, det in enumerate(detections):
+            if di not in matched:
+                track = Track(self._next_id, det, attributes[di], t, self._groups,
+                              self.attention_yaw)
+                self._next_id += 1
+                self._tracks.append(track)
+                seen.append(track)
+        return sorted((tr for tr in seen if tr.hits >= self.min_hits), key=lambda tr: tr.track_id)
+
+    def _cost(self, detections, t: float) -> np.ndarray:
+        cost = np.full((len(self._tracks), len(detections)), np.inf)
+        for i, track in enumerate(self._tracks):
+            pred = track.predicted_box(t)
+            size = max(1.0, float(np.sqrt((pred[2] - pred[0]) * (pred[3] - pred[1]))))
+            for j, det in enumerate(detections):
+                overlap = iou(pred, det.box)
+                dist = float(np.linalg.norm(_centre(det.box) - _centre(pred))) / size
+                ratio = np.sqrt(max(det.width * det.height, 1e-9)) / size
+                if (overlap >= self.iou_threshold or dist <= self.max_center_dist) \
+                        and 0.5 < ratio < 2.0:
+                    cost[i, j] = (1.0 - overlap) + dist
+        return cost
+
+    def _expire(self, now: float) -> None:
+        self._now = max(self._now, now)
+        ended = [tr for tr in self._tracks if self._now - tr.last_seen > self.max_missed_s]
+        self._tracks = [tr for tr in self._tracks if tr not in ended]
+        for track in ended:
+            self._end(track)
+
+    def _end(self, track: Track) -> None:
+        if track.hits >= self.min_hits:
+            self._finished.append(track.summary())
+
+    @property
+    def active(self) -> list[Track]:
+        """Confirmed tracks still alive, whether or not detected in the latest frame."""
+        return [tr for tr in self._tracks if tr.hits >= self.min_hits]
+
+    def pop_finished(self, now: float | None = None) -> list[TrackSummary]:
+        """Summaries of tracks that ended since the last call (and forget them).
+
+        Args:
+            now: also end tracks not seen for ``max_missed_s`` before this time (use it when no
+                frames arrive, e.g. the camera stalled); None: only what ``update`` ended.
+        """
+        if now is not None:
+            self._expire(float(now))
+        out, self._finished = self._finished, []
+        return sorted(out, key=lambda s: s.end)
+
+    def flush(self) -> list[TrackSummary]:
+        """End every track now (e.g. at shutdown) and return all pending summaries."""
+        for track in self._tracks:
+            self._end(track)
+        self._tracks = []  # nothing of an ended track is kept
+        return self.pop_finished()
