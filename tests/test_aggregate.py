@@ -1,0 +1,127 @@
+import pytest
+
+from device.aggregate import WindowAggregator, emotion_label, gender_label
+from device.manifest import DEFAULT_AGE_GROUPS
+from device.tracking import TrackSummary
+from device.types import EMOTIONS
+
+_ids = iter(range(1, 10_000))
+
+
+def summary(dwell=3.0, attention=1.0, gender="female", p=0.9, emotion="happy", ep=0.8,
+            age_group="25-37", analyzed=True, end=10.0):
+    emotions = None
+    if analyzed:
+        rest = (1.0 - ep) / (len(EMOTIONS) - 1)
+        emotions = {e: (ep if e == emotion else rest) for e in EMOTIONS}
+    return TrackSummary(
+        track_id=next(_ids), start=end - dwell, end=end, dwell_s=dwell, attention_s=attention,
+        n_frames=10, n_analyzed=3 if analyzed else 0,
+        age=30.0 if analyzed else None, age_group=age_group if analyzed else None,
+        gender=gender if analyzed else None, gender_prob=p if analyzed else None,
+        emotions=emotions)
+
+
+def test_counts_means_and_breakdowns():
+    agg = WindowAggregator(min_dwell_s=1.0, k_anonymity=3)
+    agg.add(summary(dwell=0.4, attention=0.4))  # passer-by: impression only
+    agg.add(summary(dwell=2.0, attention=1.0, gender="female", emotion="happy", age_group="15-24"))
+    agg.add(summary(dwell=4.0, attention=0.0, gender="male", emotion="sad", age_group="60+"))
+    agg.add(summary(dwell=6.0, attention=2.0, gender="male", emotion="happy"))
+    out = agg.close(0.0, 60.0)
+    assert out["window_start"] == 0.0 and out["window_end"] == 60.0
+    assert out["impressions"] == 4 and out["visitors"] == 3 and out["watchers"] == 2
+    assert out["dwell_s_mean"] == pytest.approx(4.0)
+    assert out["attention_s_mean"] == pytest.approx(1.0)
+    assert out["gender"] == {"female": 1, "male": 2, "unknown": 0}
+    assert out["age_groups"] == {**dict.fromkeys(DEFAULT_AGE_GROUPS, 0), "unknown": 0,
+                                 "15-24": 1, "60+": 1, "25-37": 1}
+    assert out["emotions"] == {**dict.fromkeys(EMOTIONS, 0), "unknown": 0, "happy": 2, "sad": 1}
+    assert out["suppressed"] is False
+
+
+def test_exact_keys():
+    out = WindowAggregator(k_anonymity=0).close(0, 60)
+    assert set(out) == {"window_start", "window_end", "impressions", "visitors", "watchers",
+                        "dwell_s_mean", "attention_s_mean", "gender", "age_groups", "emotions",
+                        "suppressed"}
+    assert out["dwell_s_mean"] is None and out["attention_s_mean"] is None
+    assert list(out["age_groups"]) == [*DEFAULT_AGE_GROUPS, "unknown"]
+
+
+def test_fewer_than_k_visitors_suppresses_breakdowns_only():
+    agg = WindowAggregator(k_anonymity=3)
+    for _ in range(5):
+        agg.add(summary(dwell=0.2))  # impressions do not count towards k
+    agg.add(summary(dwell=5.0))
+    agg.add(summary(dwell=5.0))
+    out = agg.close(0, 60)
+    assert out["suppressed"] is True
+    assert not {"gender", "age_groups", "emotions"} & set(out)
+    assert out["impressions"] == 7 and out["visitors"] == 2 and out["dwell_s_mean"] == 5.0
+
+
+def test_exactly_k_visitors_is_not_suppressed():
+    agg = WindowAggregator(k_anonymity=3)
+    for _ in range(3):
+        agg.add(summary())
+    out = agg.close(0, 60)
+    assert out["suppressed"] is False and out["gender"]["female"] == 3
+
+
+def test_low_confidence_and_unanalyzed_count_as_unknown():
+    agg = WindowAggregator(k_anonymity=1, min_gender_prob=0.7, min_emotion_prob=0.4)
+    agg.add(summary(p=0.65, ep=0.35))
+    agg.add(summary(analyzed=False))
+    agg.add(summary(p=0.7, ep=0.4, gender="male", emotion="surprise"))
+    out = agg.close(0, 60)
+    assert out["gender"] == {"female": 0, "male": 1, "unknown": 2}
+    assert out["emotions"]["unknown"] == 2 and out["emotions"]["surprise"] == 1
+    assert out["age_groups"]["unknown"] == 1 and out["age_groups"]["25-37"] == 2
+    assert sum(out["age_groups"].values()) == out["visitors"]
+
+
+def test_label_helpers():
+    assert gender_label(summary(gender="male", p=0.95), 0.7) == "male"
+    assert gender_label(summary(analyzed=False), 0.7) == "unknown"
+    assert emotion_label(summary(emotion="fear", ep=0.5), 0.4) == "fear"
+    assert emotion_label(summary(emotion="fear", ep=0.3), 0.4) == "unknown"
+
+
+def test_close_resets_and_current_does_not():
+    agg = WindowAggregator(k_anonymity=2)
+    agg.add(summary())
+    snap = agg.current()
+    assert snap["visitors"] == 1 and snap["suppressed"] is True and "gender" not in snap
+    full = agg.current(suppress=False)
+    assert full["suppressed"] is True and full["gender"]["female"] == 1
+    agg.add(summary())
+    assert agg.current()["visitors"] == 2 and "gender" in agg.current()
+    assert agg.close(0, 60)["visitors"] == 2
+    assert agg.current()["visitors"] == 0 and agg.current()["impressions"] == 0
+
+
+def test_close_due_keeps_windows_aligned():
+    agg = WindowAggregator(window_s=60)
+    assert agg.close_due(100.0) is None  # first call opens the window
+    agg.add(summary())
+    assert agg.close_due(159.9) is None
+    first = agg.close_due(161.0)
+    assert (first["window_start"], first["window_end"], first["impressions"]) == (100, 160, 1)
+    # after a stall, each call closes one aligned (empty) window
+    second = agg.close_due(300.0)
+    third = agg.close_due(300.0)
+    assert (second["window_start"], third["window_start"]) == (160, 220)
+    assert second["impressions"] == 0 and agg.close_due(300.0) is None
+
+
+def test_custom_age_groups_and_foreign_labels():
+    agg = WindowAggregator(k_anonymity=0, age_groups=("0-17", "18-64", "65+"))
+    agg.add(summary(age_group="18-64"))
+    agg.add(summary(age_group="25-37"))  # not one of this window's groups
+    assert agg.close(0, 1)["age_groups"] == {"0-17": 0, "18-64": 1, "65+": 0, "unknown": 1}
+
+
+def test_bad_window_length_is_rejected():
+    with pytest.raises(ValueError, match="window_s"):
+        WindowAggregator(window_s=0)
