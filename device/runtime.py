@@ -139,6 +139,19 @@ class TFLiteModel:
             raise ModelError(f"cannot load model {path}: {exc}") from exc
         self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
         self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]
+        self.signature_names = self._signature_output_names()
+
+    def _signature_output_names(self) -> dict[int, str]:
+        """Tensor index -> output name from the model's signature (Keras head names survive there)."""
+        try:
+            sigs = self.interpreter._get_full_signature_list()
+        except AttributeError:
+            return {}
+        names = {}
+        for sig in (sigs or {}).values():
+            for name, index in sig.get("outputs", {}).items():
+                names[int(index)] = name
+        return names
 
     def resize_batch(self, n: int) -> None:
         """Change the first input's batch size (for models with a dynamic batch)."""
@@ -159,8 +172,11 @@ class TFLiteModel:
 
     def output(self, name_part: str) -> TensorSpec:
         """The output whose name contains ``name_part`` (heads are found by name, not position)."""
-        for spec in self.outputs:
-            if name_part in spec.name:
+        for spec in self.outputs:  # the signature's names first: they are the Keras layer names
+            if self.signature_names.get(spec.index) == name_part:
                 return spec
-        raise ModelError(f"{self.path.name}: no output named like {name_part!r} "
-                         f"(has {[s.name for s in self.outputs]})")
+        for spec in self.outputs:
+            if name_part in spec.name or name_part in self.signature_names.get(spec.index, ""):
+                return spec
+        names = [self.signature_names.get(s.index, s.name) for s in self.outputs]
+        raise ModelError(f"{self.path.name}: no output named like {name_part!r} (has {names})")

@@ -1,0 +1,96 @@
+"""The analyzer runtime on a real (tiny, untrained) int8 TFLite model, and age-group maths."""
+
+import json
+
+import numpy as np
+import pytest
+
+from device.analyzer import Analyzer, decode_age
+from device.errors import ModelError, NoAttributeModel
+from device.manifest import age_group, parse_age_groups
+from device.pipeline import VisionPipeline
+from device.types import EMOTIONS
+from tests.shared_data import sample
+from tests.tiny_models import make_models_dir
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory):
+    return make_models_dir(tmp_path_factory.mktemp("models"))
+
+
+def test_default_age_groups_are_the_papers_eight_made_contiguous():
+    groups = parse_age_groups(["0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+"])
+    assert [age_group(a, groups) for a in (0, 2.9, 3, 7.99, 8, 24.5, 25, 37.9, 38, 59.9, 60, 99)] == [
+        "0-2", "0-2", "3-7", "3-7", "8-14", "15-24", "25-37", "25-37", "38-47", "48-59", "60+", "60+"]
+
+
+@pytest.mark.parametrize("bad", [["0-2", "4-7"], ["a-b"], [], ["5-3"]])
+def test_bad_age_groups_are_rejected(bad):
+    with pytest.raises(ValueError):
+        parse_age_groups(bad)
+
+
+def test_decode_age_regression_and_distribution():
+    assert decode_age(np.array([[31.5], [4.0]]), {"kind": "regression"}).tolist() == [31.5, 4.0]
+    probs = np.zeros((1, 101))
+    probs[0, 20], probs[0, 30] = 0.5, 0.5
+    assert decode_age(probs, {"kind": "distribution", "bins": list(range(101))})[0] == pytest.approx(25)
+    with pytest.raises(ModelError):
+        decode_age(probs, {"kind": "histogram"})
+
+
+@pytest.mark.parametrize("age_kind", ["distribution", "regression"])
+def test_analyzer_outputs_are_well_formed(tmp_path, age_kind):
+    a = Analyzer(make_models_dir(tmp_path, age_kind))
+    rng = np.random.default_rng(1)
+    crops = [rng.integers(0, 256, (64, 64), dtype=np.uint8) for _ in range(3)]
+    out = a.analyze(crops)
+    assert len(out) == 3
+    for attrs in out:
+        assert set(attrs.emotions) == set(EMOTIONS)
+        assert sum(attrs.emotions.values()) == pytest.approx(1, abs=0.02)
+        assert attrs.gender in ("male", "female") and 0.5 <= attrs.gender_prob <= 1
+        assert attrs.age >= 0 and attrs.age_group == age_group(attrs.age, a.groups)
+    # the batch gives the same answers as one crop at a time
+    assert a.analyze(crops[1:2])[0] == out[1]
+
+
+def test_wrong_crop_size_is_rejected(models_dir):
+    with pytest.raises(ValueError, match="64x64x1"):
+        Analyzer(models_dir).analyze([np.zeros((48, 48), np.uint8)])
+
+
+def test_no_manifest_or_no_analyzer_entry_says_so(tmp_path, models_dir):
+    with pytest.raises(NoAttributeModel, match="no attribute model"):
+        Analyzer(tmp_path)
+    manifest = json.loads((models_dir / "manifest.json").read_text())
+    del manifest["analyzer"]
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(NoAttributeModel):
+        Analyzer(tmp_path)
+
+
+def test_tampered_model_fails_its_sha256(tmp_path, models_dir):
+    dest = make_models_dir(tmp_path / "m")
+    model = dest / "tiny_multihead_int8.tflite"
+    data = bytearray(model.read_bytes())
+    data[-10] ^= 0xFF
+    model.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        Analyzer(dest)
+
+
+def test_pipeline_on_real_image_gives_attributes_per_face(models_dir):
+    import cv2
+
+    p = VisionPipeline(models_dir)
+    faces = p.process(cv2.imread(str(sample("two_people.jpg"))))
+    assert len(faces) == 2
+    assert all(attrs is not None for _, attrs in faces)
+    assert p.self_test()["faces"] == 1
+    # analyze_every=3: attributes on frames 0 and 3 only
+    p3 = VisionPipeline(models_dir, analyze_every=3)
+    img = cv2.imread(str(sample("two_people.jpg")))
+    got = [all(a is not None for _, a in p3.process(img)) for _ in range(4)]
+    assert got == [True, False, False, True]
