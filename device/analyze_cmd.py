@@ -34,8 +34,9 @@ HEADER = (f"{'file':<28} {'frame':>5} {'box x1,y1,x2,y2':>19} {'det':>4}  {'age'
 
 
 def run_analyze(paths: list[str], as_json: bool = False, every: int = 1, threads: int = 1,
-                models_dir: str | None = None, out=sys.stdout, err=sys.stderr) -> int:
+                models_dir: str | None = None, out=None, err=None) -> int:
     """Analyze every face in the given files; returns the exit status (1 if any file failed)."""
+    out, err = out or sys.stdout, err or sys.stderr
     from device.pipeline import VisionPipeline
 
     pipeline = VisionPipeline(models_dir, threads=threads)
