@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up on first use (Python packages, Debian's mosquitto broker), then run every test.
+# Extra arguments go to pytest (e.g. -k mqtt, -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source tools/setup.sh dev,train,demo mosquitto
+exec .venv/bin/python -m pytest "$@"
