@@ -62,8 +62,13 @@ class ModelsConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    max_missing_s: float = field(default=1.0, metadata=POSITIVE)
-    min_iou: float = field(default=0.3, metadata=PROBABILITY)
+    """Passed to :class:`device.tracking.Tracker` (same names)."""
+
+    iou_threshold: float = field(default=0.3, metadata=PROBABILITY)
+    max_missed_s: float = field(default=1.0, metadata=POSITIVE)
+    min_hits: int = field(default=2, metadata=POSITIVE)
+    max_center_dist: float = field(default=1.0, metadata=POSITIVE)
+    attention_yaw: float | None = field(default=None, metadata=POSITIVE)  # None: tracker default
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ class AggregateConfig:
     window_s: float = field(default=60.0, metadata=_check(lambda v: v >= 0.5, "must be >= 0.5"))
     min_dwell_s: float = field(default=1.0, metadata=NON_NEGATIVE)
     k_anonymity: int = field(default=3, metadata=POSITIVE)
-    min_gender_prob: float = field(default=0.6, metadata=PROBABILITY)
+    min_gender_prob: float = field(default=0.7, metadata=PROBABILITY)
     min_emotion_prob: float = field(default=0.4, metadata=PROBABILITY)
     age_groups: list[str] | None = None  # None: the groups the installed model declares
 
