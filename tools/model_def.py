@@ -1,0 +1,80 @@
+"""The multi-head attribute network: one depthwise-separable trunk, heads for age, gender, emotion.
+
+Training also carries two comparison heads that never ship: ``age_reg`` (plain regression, beside
+the ``age`` distribution over years) and ``emotion_orig`` (trained on the original FER2013 labels,
+beside ``emotion`` trained on FER+ soft votes). One run thus measures both choices on the same trunk;
+``export_model`` keeps the three heads the appliance reads, under the names it looks for.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from device.types import EMOTIONS
+
+INPUT_SIZE = 64
+AGE_BINS = 101  # years 0..100; UTKFace ages above 100 are clipped
+TRUNK = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (384, 2), (384, 1))  # (filters, stride)
+
+
+def _ds_block(x, filters: int, stride: int, name: str):
+    x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False,
+                               name=f"{name}_dw")(x)
+    x = layers.BatchNormalization(name=f"{name}_dw_bn")(x)
+    x = layers.ReLU(name=f"{name}_dw_relu")(x)
+    x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_pw")(x)
+    x = layers.BatchNormalization(name=f"{name}_pw_bn")(x)
+    return layers.ReLU(name=f"{name}_pw_relu")(x)
+
+
+def _head_features(x, units: int, name: str, dropout: float):
+    x = layers.Dense(units, name=f"{name}_fc")(x)
+    x = layers.ReLU(name=f"{name}_relu")(x)
+    return layers.Dropout(dropout, name=f"{name}_drop")(x)
+
+
+def build_model(width: float = 1.0, head_units: int = 128, dropout: float = 0.3) -> keras.Model:
+    """The training model: input 64x64x1 in [0, 1]; outputs (all probabilities or years)::
+
+        age (101 softmax over years), age_reg (1, years), gender (1 sigmoid, P(female)),
+        emotion (7 softmax, FER+ votes), emotion_orig (7 softmax, original FER2013 labels)
+    """
+    inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
+    x = layers.Conv2D(int(32 * width), 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = layers.BatchNormalization(name="stem_bn")(x)
+    x = layers.ReLU(name="stem_relu")(x)
+    for i, (filters, stride) in enumerate(TRUNK):
+        x = _ds_block(x, int(filters * width), stride, f"block{i}")
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    feat_age = _head_features(x, head_units, "age_head", dropout)
+    feat_gender = _head_features(x, head_units // 2, "gender_head", dropout)
+    feat_emo = _head_features(x, head_units, "emotion_head", dropout)
+    outputs = {
+        "age": layers.Dense(AGE_BINS, activation="softmax", name="age")(feat_age),
+        "age_reg": layers.Dense(1, bias_initializer=keras.initializers.Constant(33.0),
+                                name="age_reg")(feat_age),
+        "gender": layers.Dense(1, activation="sigmoid", name="gender")(feat_gender),
+        "emotion": layers.Dense(len(EMOTIONS), activation="softmax", name="emotion")(feat_emo),
+        "emotion_orig": layers.Dense(len(EMOTIONS), activation="softmax",
+                                     name="emotion_orig")(feat_emo),
+    }
+    return keras.Model(inp, outputs, name="multihead")
+
+
+def export_model(model: keras.Model, age: str = "age", emotion: str = "emotion") -> keras.Model:
+    """The shipped model: three outputs named ``age``, ``gender``, ``emotion``.
+
+    Args:
+        age: which trained age head to ship (``age`` distribution or ``age_reg``).
+        emotion: which trained emotion head to ship (``emotion`` or ``emotion_orig``).
+    """
+    outs = model.output if isinstance(model.output, dict) else dict(zip(model.output_names,
+                                                                         model.outputs))
+    # Identity layers give the chosen tensors the names the appliance finds heads by.
+    return keras.Model(model.input, {
+        "age": layers.Identity(name="age")(outs[age]) if age != "age" else outs["age"],
+        "gender": outs["gender"],
+        "emotion": layers.Identity(name="emotion")(outs[emotion]) if emotion != "emotion"
+        else outs["emotion"],
+    }, name="multihead_export")

@@ -1,0 +1,148 @@
+"""Train the multi-head attribute model on the prepared cache.
+
+    python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --epochs 18
+    python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --resume
+
+Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a line
+of ``history.jsonl``; the epoch with the best validation score is also kept as ``best.keras``. The
+validation report (UTKFace val split, FER2013Valid) is printed after every epoch and at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def set_threads(n: int) -> None:
+    """Keep TensorFlow to ``n`` CPU threads (the trainer shares its machine)."""
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(n)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def make_optimizer(lr: float, steps: int, warmup: int):
+    import keras
+
+    schedule = keras.optimizers.schedules.CosineDecay(
+        lr * 0.1, decay_steps=max(steps - warmup, 1), alpha=0.01,
+        warmup_target=lr, warmup_steps=warmup)
+    return keras.optimizers.Adam(schedule)
+
+
+def compile_model(model, optimizer) -> None:
+    from tools.training.losses import LOSSES
+
+    model.compile(optimizer=optimizer, loss=LOSSES, jit_compile=False)
+
+
+class Progress:
+    """A Keras callback: a tqdm bar per epoch that also reads well in a log file."""
+
+    def __new__(cls, steps: int):
+        import keras
+        from tqdm import tqdm
+
+        class _Progress(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}", mininterval=30,
+                                file=sys.stderr)
+
+            def on_train_batch_end(self, batch, logs=None):
+                self.bar.update(1)
+                if logs and batch % 50 == 0:
+                    self.bar.set_postfix(loss=f"{float(logs.get('loss', 0)):.3f}")
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.bar.close()
+
+        return _Progress()
+
+
+def fmt(metrics: dict) -> str:
+    return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in metrics.items())
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, required=True, help="cache written by tools.prepare")
+    ap.add_argument("--out", type=Path, required=True, help="checkpoint folder")
+    ap.add_argument("--epochs", type=int, default=18)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--width", type=float, default=1.0, help="trunk width multiplier")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.keras")
+    ap.add_argument("--limit", type=int, default=0, help="use only this many train faces (smoke)")
+    ap.add_argument("--no-augment", action="store_true")
+    return ap.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    set_threads(args.threads)
+    import keras
+    import numpy as np
+
+    from tools.model_def import build_model
+    from tools.prepare import load_cache
+    from tools.training import losses  # noqa: F401  registers the losses for load_model
+    from tools.training.data import split_indices, train_dataset
+    from tools.training.validation import evaluate_keras, selection_score
+
+    keras.utils.set_random_seed(args.seed)
+    data = load_cache(args.data)
+    train_idx, val_idx = split_indices(data, 0), split_indices(data, 1)
+    if args.limit:
+        train_idx = np.random.default_rng(args.seed).permutation(train_idx)[:args.limit]
+    steps = int(np.ceil(len(train_idx) / args.batch))
+    args.out.mkdir(parents=True, exist_ok=True)
+    state_path = args.out / "state.json"
+    state = {"epoch": 0, "best_score": -1e9, "best_epoch": 0, "epochs": args.epochs}
+    if args.resume:
+        state = json.loads(state_path.read_text())
+        model = keras.models.load_model(args.out / "last.keras")
+        if state["epochs"] != args.epochs:  # longer run: a fresh cosine over the epochs left
+            left = args.epochs - state["epoch"]
+            compile_model(model, make_optimizer(args.lr, left * steps, warmup=0))
+            state["epochs"] = args.epochs
+        print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
+    else:
+        model = build_model(width=args.width)
+        compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2))
+        print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
+              f"val {len(val_idx)}", flush=True)
+    for epoch in range(state["epoch"], args.epochs):
+        t0 = time.time()
+        ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment)
+        hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
+                         callbacks=[Progress(steps)])
+        metrics = evaluate_keras(model, data, val_idx)
+        metrics["loss"] = float(hist.history["loss"][-1])
+        score = selection_score(metrics)
+        model.save(args.out / "last.keras")
+        if score > state["best_score"]:
+            state.update(best_score=score, best_epoch=epoch + 1)
+            model.save(args.out / "best.keras")
+        state["epoch"] = epoch + 1
+        state_path.write_text(json.dumps(state, indent=1))
+        with open(args.out / "history.jsonl", "a") as f:
+            f.write(json.dumps({"epoch": epoch + 1, "seconds": round(time.time() - t0), **metrics})
+                    + "\n")
+        print(f"epoch {epoch + 1}/{args.epochs} ({time.time() - t0:.0f} s): {fmt(metrics)}",
+              flush=True)
+    print(f"best epoch {state['best_epoch']} (score {state['best_score']:.4f}); "
+          f"checkpoints in {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

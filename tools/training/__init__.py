@@ -1,0 +1,1 @@
+"""Training pieces kept apart from the command line: masked losses, augmentation, data, metrics."""
