@@ -1,0 +1,202 @@
+"""A/B model slots in the device's state folder, switched atomically.
+
+Layout under the state dir::
+
+    slots/a/            manifest.json + model files (factory models seed it on first boot)
+    slots/b/
+    active -> slots/a   symlink; replaced in one rename, then the folder is fsynced
+    provision.json      journal: the provisioning step in progress (absent when idle)
+
+A slot counts as installed only when its ``manifest.json`` exists. Staging removes it first and
+writes it last, after every model file is on disk, so a slot cut off half-way is simply empty.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from device.errors import ModelError
+from device.manifest import load_manifest, model_path, sha256_file
+from models import MODELS_DIR
+
+log = logging.getLogger(__name__)
+
+SLOTS = ("a", "b")
+ACTIVE = "active"
+JOURNAL = "provision.json"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_durable(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temp file, fsync it, rename it in place, fsync the folder."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def factory_files(factory_dir: Path) -> tuple[dict, dict[str, Path]]:
+    """The factory models manifest and its files; a minimal manifest when none is shipped yet."""
+    if (factory_dir / "manifest.json").is_file():
+        manifest = load_manifest(factory_dir)
+    else:
+        from device.detector import default_detector_path, float_detector_path
+
+        det = default_detector_path()
+        det = det if det.is_file() else float_detector_path()
+        if not det.is_file():
+            raise ModelError(f"no factory models in {factory_dir}")
+        manifest = {"version": "factory", "detector": {"file": det.name, "sha256": sha256_file(det)},
+                    "_source": {det.name: str(det)}}
+    sources = manifest.pop("_source", {})
+    files = {}
+    for role in ("detector", "analyzer"):
+        if manifest.get(role):
+            name = manifest[role]["file"]
+            files[name] = Path(sources.get(name) or model_path(factory_dir, manifest[role]))
+    return manifest, files
+
+
+class SlotStore:
+    """The two model slots, the ``active`` pointer and the provisioning journal.
+
+    Args:
+        state_dir: the device's state folder (``[state] dir``).
+        factory_dir: the models shipped with the software, seeding slot a on first boot.
+    """
+
+    def __init__(self, state_dir: str | os.PathLike, factory_dir: Path = MODELS_DIR):
+        self.root = Path(state_dir)
+        self.factory_dir = Path(factory_dir)
+        self.journal_path = self.root / JOURNAL
+
+    def slot_dir(self, name: str) -> Path:
+        if name not in SLOTS:
+            raise ValueError(f"no slot {name!r}")
+        return self.root / "slots" / name
+
+    def ensure(self) -> None:
+        """Create the layout; on first boot copy the factory models into slot a and activate it."""
+        for name in SLOTS:
+            self.slot_dir(name).mkdir(parents=True, exist_ok=True)
+        active = self.active()
+        if active != "a" and not self.installed("a"):
+            # first boot, or a card flashed offline: slot a always holds something to fall back to
+            manifest, files = factory_files(self.factory_dir)
+            self.stage("a", manifest, {n: p.read_bytes() for n, p in files.items()})
+        if active is None:
+            self.switch("a")
+
+    def active(self) -> str | None:
+        """The active slot's name, or None when the pointer is missing or points elsewhere."""
+        try:
+            target = os.readlink(self.root / ACTIVE)
+        except OSError:
+            return None
+        name = Path(target).name
+        return name if name in SLOTS and Path(target).parent.name == "slots" else None
+
+    @staticmethod
+    def other(name: str) -> str:
+        return "b" if name == "a" else "a"
+
+    def installed(self, name: str) -> bool:
+        return (self.slot_dir(name) / "manifest.json").is_file()
+
+    def version(self, name: str) -> str | None:
+        """The model version a slot holds (None when empty or unreadable)."""
+        try:
+            return str(load_manifest(self.slot_dir(name)).get("version", "unknown"))
+        except ModelError:
+            return None
+
+    def invalidate(self, name: str) -> None:
+        """Mark a slot empty (its models stay until the next staging overwrites them)."""
+        path = self.slot_dir(name) / "manifest.json"
+        if path.exists():
+            path.unlink()
+            fsync_dir(path.parent)
+
+    def stage(self, name: str, manifest: dict, files: dict[str, bytes]) -> Path:
+        """Install ``files`` and then ``manifest`` into slot ``name``, everything fsynced.
+
+        Refuses the active slot: what is running is never overwritten.
+        """
+        if name == self.active():
+            raise ValueError(f"slot {name} is active; stage into the other one")
+        folder = self.slot_dir(name)
+        self.invalidate(name)
+        for old in folder.iterdir():
+            if old.is_file() or old.is_symlink():
+                old.unlink()
+        for fname, data in files.items():
+            write_durable(folder / fname, data)
+        write_durable(folder / "manifest.json", json.dumps(manifest, indent=1).encode())
+        return folder
+
+    def switch(self, name: str) -> None:
+        """Point ``active`` at slot ``name`` in one atomic rename, then fsync the state folder."""
+        tmp = self.root / f".{ACTIVE}.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(os.path.join("slots", name), tmp)
+        os.replace(tmp, self.root / ACTIVE)
+        fsync_dir(self.root)
+        log.info("active model slot is now %s (%s)", name, self.version(name))
+
+    def read_journal(self) -> dict | None:
+        """The step in progress, or None. A damaged journal reads as an unknown step."""
+        try:
+            data = json.loads(self.journal_path.read_text())
+            return data if isinstance(data, dict) else {"step": "unknown"}
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError):
+            return {"step": "unknown"}
+
+    def write_journal(self, **entry) -> None:
+        write_durable(self.journal_path, json.dumps(entry).encode())
+
+    def clear_journal(self) -> None:
+        if self.journal_path.exists():
+            self.journal_path.unlink()
+            fsync_dir(self.root)
+
+    def undo(self, journal: dict) -> tuple[str, str]:
+        """Put the slots back as they were before the journal's step began.
+
+        Returns (outcome, reason): ``rolled_back`` when a switch was undone, else ``rejected``.
+        """
+        step, staged, previous = journal.get("step"), journal.get("slot"), journal.get("previous")
+        if step in ("switching", "switched") and previous in SLOTS:
+            self.switch(previous)
+            outcome = ("rolled_back", "restarted before the new models were confirmed healthy")
+        else:
+            outcome = ("rejected", f"interrupted at step {step!r} by a restart; the running "
+                       "models were not changed")
+        if staged in SLOTS and staged != self.active():
+            self.invalidate(staged)
+        self.clear_journal()
+        return outcome
+
+    def remove_all(self) -> None:
+        """Delete the slots, pointer and journal (tests; a factory reset)."""
+        shutil.rmtree(self.root / "slots", ignore_errors=True)
+        for name in (ACTIVE, JOURNAL):
+            p = self.root / name
+            if p.is_symlink() or p.exists():
+                p.unlink()
