@@ -23,7 +23,9 @@ def _add_run(sub) -> None:
     p = sub.add_parser("run", help="run the appliance: camera to anonymous aggregates over MQTT")
     p.add_argument("--config", metavar="FILE", help="TOML configuration (see deploy/kiosk.toml)")
     p.add_argument("--source", help="auto | picamera | camera:N | demo | video, image or folder")
-    p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker (overrides [mqtt] host/port)")
+    p.add_argument("--no-mqtt", action="store_true",
+                   help="no broker: windows are spooled and written to the log")
     p.add_argument("--device-id", help="device id used in topics")
     p.add_argument("--window", type=float, metavar="SECONDS", help="aggregation window length")
     p.add_argument("--state-dir", metavar="DIR", help="where the spool, seq and model slots live")

@@ -120,7 +120,7 @@ class DisplayConfig:
         lambda v: v in ("none", "drm") or v.startswith(("png:", "fb:")),
         "must be 'none', 'drm', 'png:PATH' or 'fb:/dev/fbN'"))
     blur_faces: bool = True
-    png_every: float = field(default=1.0, metadata=POSITIVE)  # seconds between PNG writes
+    png_every: int = field(default=5, metadata=POSITIVE)  # png sink: write every N-th shown frame
 
 
 @dataclass(frozen=True)
@@ -217,6 +217,10 @@ def finish(cfg: Config) -> Config:
         raise ConfigError("[mqtt] password_file: give password_file or password_env, not both")
     if (mqtt.password_file or mqtt.password_env) and not mqtt.username:
         raise ConfigError("[mqtt] username: required when a password is configured")
+    if cfg.display.sink.startswith("png:") and not (cfg.display.blur_faces
+                                                      or cfg.privacy.debug_snapshots):
+        raise ConfigError("[display] blur_faces: must stay true for a png: display (it writes "
+                          "frames to disk) unless [privacy] debug_snapshots = true")
     state = Path(cfg.state.dir)
     spool = replace(cfg.spool, path=cfg.spool.path or str(state / "spool.db"))
     privacy = replace(cfg.privacy, snapshot_dir=cfg.privacy.snapshot_dir or str(state / "snapshots"))

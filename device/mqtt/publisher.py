@@ -64,7 +64,7 @@ class Publisher:
         comm.on_connect = lambda: self._events.put(("connected", None))
         comm.on_ack = lambda mid: self._events.put(("ack", mid))
         comm.subscribe(topics.cmd, lambda t, p: self._events.put(("cmd", p)))
-        if ha_status_topic and self.discovery:
+        if ha_status_topic:
             comm.subscribe(ha_status_topic, lambda t, p: self._events.put(("ha", p)))
 
     # -- called from other threads -------------------------------------------------------------
@@ -75,6 +75,10 @@ class Publisher:
     def notify(self) -> None:
         """A new window is in the spool: send it when possible. Never blocks."""
         self._events.put(("wake", None))
+
+    def set_discovery(self, messages: list[tuple[str, dict]]) -> None:
+        """Replace the discovery configs (e.g. once the model version is known) and send them."""
+        self._events.put(("discovery", list(messages)))
 
     def status(self) -> dict:
         """The status object with the spool's depth and drop count."""
@@ -119,6 +123,10 @@ class Publisher:
             result = handle_command(arg, self.handlers)
             log.info("command %s -> %s", result.get("cmd"), "ok" if result["ok"] else result["error"])
             self._publish(self.topics.cmd_result, dumps(result))
+        elif kind == "discovery":
+            self.discovery = arg
+            if self.comm.connected:
+                self._publish_discovery()
         elif kind == "ha" and arg.strip() == b"online":
             self._publish_discovery()
         elif kind == "stop":

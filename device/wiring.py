@@ -1,0 +1,117 @@
+"""Building the appliance's parts from the configuration, and its shared status board.
+
+Each ``make_*`` returns a working object or a null one with a logged warning, so that a kiosk with
+an unplugged screen or no GPIO keeps counting (see ``deploy/INSTALL-pi.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from device import __version__
+from device.errors import DisplayError
+from device.mqtt.messages import iso_utc
+
+log = logging.getLogger(__name__)
+
+
+class StatusBoard:
+    """What the ``status`` message says; written by the vision loop, read by the MQTT thread."""
+
+    def __init__(self, cfg, clock=time.monotonic, wall=time.time):
+        self._lock = threading.Lock()
+        self._clock, self._wall, self._started = clock, wall, clock()
+        self.values = {"device_id": cfg.device.id, "state": "starting", "app_version": __version__,
+                       "model_version": "unknown", "accelerator": "unknown",
+                       "analyzer_available": False, "camera": "starting",
+                       "source": cfg.source.spec, "fps": 0.0, "window_s": cfg.aggregate.window_s,
+                       "last_seq": None, "display": cfg.display.sink, "error": None}
+
+    def set(self, **values) -> None:
+        with self._lock:
+            self.values.update(values)
+
+    def get(self, key):
+        with self._lock:
+            return self.values[key]
+
+    def snapshot(self) -> dict:
+        with self._lock:
+            values = dict(self.values)
+        return {"device_id": values.pop("device_id"), "time": iso_utc(self._wall()),
+                "uptime_s": round(self._clock() - self._started, 1), **values}
+
+
+class FpsMeter:
+    """Frames per second, smoothed (exponential moving average over frame intervals)."""
+
+    def __init__(self, clock=time.monotonic, alpha: float = 0.1):
+        self.clock, self.alpha = clock, alpha
+        self._last: float | None = None
+        self.fps = 0.0
+
+    def tick(self) -> float:
+        now = self.clock()
+        if self._last is not None and now > self._last:
+            rate = 1.0 / (now - self._last)
+            self.fps = rate if self.fps == 0 else (1 - self.alpha) * self.fps + self.alpha * rate
+        self._last = now
+        return self.fps
+
+
+def make_leds(cfg, pin_factory=None):
+    """StatusLeds for the ``[leds]`` pins, or NullLeds when none are set or GPIO is unusable."""
+    from device.leds import NullLeds, StatusLeds
+
+    if cfg.status_pin is None:
+        return NullLeds()
+    try:
+        return StatusLeds(cfg.status_pin, cfg.presence_pin,
+                          tuple(cfg.rgb_pins) if cfg.rgb_pins else None, pin_factory=pin_factory)
+    except Exception as exc:  # gpiozero raises many kinds (BadPinFactory, PinInvalidPin, ...)
+        log.warning("LEDs on GPIO %s unavailable (%s: %s); running without LEDs",
+                    cfg.status_pin, type(exc).__name__, exc)
+        return NullLeds()
+
+
+def make_sink(cfg):
+    """The display sink; a display that cannot open falls back to ``none`` with a warning.
+
+    A kiosk whose screen is unplugged should keep counting: the audience data is the product,
+    the screen is a convenience.
+    """
+    from device.display import NullSink, open_sink
+
+    options = {"every": cfg.png_every} if cfg.sink.startswith("png:") else {}
+    try:
+        return open_sink(cfg.sink, **options)
+    except DisplayError as exc:
+        log.warning("display %r cannot open: %s; continuing without a screen", cfg.sink, exc)
+        return NullSink()
+
+
+def overrides_from_args(args) -> dict[str, object]:
+    """``kiosk run`` options as dotted config keys (checked like values from the file)."""
+    out: dict[str, object] = {}
+    if getattr(args, "source", None):
+        out["source.spec"] = args.source
+    if getattr(args, "loop", False):
+        out["source.loop"] = True
+    if getattr(args, "device_id", None):
+        out["device.id"] = args.device_id
+    if getattr(args, "window", None) is not None:
+        out["aggregate.window_s"] = float(args.window)
+    if getattr(args, "state_dir", None):
+        out["state.dir"] = args.state_dir
+    if getattr(args, "display", None):
+        out["display.sink"] = args.display
+    if getattr(args, "no_mqtt", False):
+        out["mqtt.host"] = ""
+    elif getattr(args, "mqtt", None):
+        host, sep, port = args.mqtt.rpartition(":")
+        if not sep or not port.isdigit():
+            host, port = args.mqtt, "1883"
+        out["mqtt.host"], out["mqtt.port"] = host.strip("[]"), int(port)
+    return out
