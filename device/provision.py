@@ -13,6 +13,7 @@ undone. ``KIOSK_PROVISION_CRASH_AT=<step>`` makes the process die at that step (
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
@@ -81,6 +82,7 @@ class Provisioner:
         self._publish = publish
         self._unsent: list[tuple[str, dict]] = []
         self._watch: dict | None = None
+        self._sha: str | None = None  # of the bundle being handled
         self._lock = threading.RLock()
         self.models_dir: Path | None = None
 
@@ -94,6 +96,8 @@ class Provisioner:
             publish(kind, msg)
 
     def _send(self, kind: str, msg: dict) -> dict:
+        if self._sha:
+            msg.setdefault("bundle_sha256", self._sha)  # the sender matches answers by it
         log.info("provisioning %s: %s", kind, msg)
         if self._publish is None:
             self._unsent.append((kind, msg))
@@ -129,6 +133,7 @@ class Provisioner:
             return self.models_dir
 
     def _recover(self, j: dict) -> None:
+        self._sha = j.get("sha256")
         if j.get("step") == "switched" and j.get("trial_on_boot"):
             # installed onto the card offline: this boot is its trial run, the next one is not
             self.store.write_journal(**dict(j, trial_on_boot=False))
@@ -180,6 +185,7 @@ class Provisioner:
                 return self._send("result", result(None, "rejected", "busy: models "
                                   f"{self._watch['version']} are still on trial"))
             self.store.ensure()
+            self._sha = hashlib.sha256(data).hexdigest()
             try:
                 bundle = self._accept(data, self.allow_downgrade if allow_downgrade is None
                                       else allow_downgrade)
@@ -194,7 +200,7 @@ class Provisioner:
                                                    f"could not install: {exc}"))
 
     def _accept(self, data: bytes, allow_downgrade: bool) -> Bundle:
-        self.store.write_journal(step="received")
+        self._journal("received")
         _crash_point("received")
         bundle = read_bundle(data, self.trusted)
         need = str(bundle.manifest.get("min_app_version", "0"))
@@ -213,12 +219,12 @@ class Provisioner:
         previous = self.store.active()
         slot = self.store.other(previous)
         self._progress(version, "received")
-        self.store.write_journal(step="staging", version=version, slot=slot, previous=previous)
+        self._journal("staging", version=version, slot=slot, previous=previous)
         manifest = dict(bundle.manifest["models"], version=version, kat=bundle.manifest["kat"],
                         bundle={"sha256": bundle.sha256, "key_id": bundle.key_id,
                                 "created": bundle.manifest.get("created")})
         folder = self.store.stage(slot, manifest, bundle.files)
-        self.store.write_journal(step="staged", version=version, slot=slot, previous=previous)
+        self._journal("staged", version=version, slot=slot, previous=previous)
         _crash_point("staged")
         self._progress(version, "staged")
         problems = self.self_test(folder)
@@ -227,12 +233,12 @@ class Provisioner:
             self.store.clear_journal()
             return self._send("result", result(version, "rejected", "known-answer test failed: "
                                                + "; ".join(problems)))
-        self.store.write_journal(step="kat_passed", version=version, slot=slot, previous=previous)
+        self._journal("kat_passed", version=version, slot=slot, previous=previous)
         _crash_point("kat_passed")
         self._progress(version, "kat_passed")
-        self.store.write_journal(step="switching", version=version, slot=slot, previous=previous)
+        self._journal("switching", version=version, slot=slot, previous=previous)
         self.store.switch(slot)
-        self.store.write_journal(step="switched", version=version, slot=slot, previous=previous,
+        self._journal("switched", version=version, slot=slot, previous=previous,
                                  trial_on_boot=offline)
         if offline:
             return result(version, "installed", "on trial at the next boot", slot=slot)
@@ -245,6 +251,9 @@ class Provisioner:
         self._start_watch(version, slot, previous)
         return {"bundle_version": version, "outcome": "pending", "reason": "on trial"}
 
+    def _journal(self, step: str, **entry) -> None:
+        self.store.write_journal(step=step, sha256=self._sha, **entry)
+
     def _reload(self, folder: Path) -> None:
         self.models_dir = folder
         if self.reload is not None:
@@ -253,7 +262,7 @@ class Provisioner:
     # --- health watch ---------------------------------------------------------------------
 
     def _start_watch(self, version, slot, previous) -> None:
-        self._watch = {"version": version, "slot": slot, "previous": previous,
+        self._watch = {"version": version, "slot": slot, "previous": previous, "sha": self._sha,
                        "since": self.clock(), "ok": 0, "error": None}
 
     @property
@@ -277,6 +286,7 @@ class Provisioner:
             w = self._watch
             if w is None:
                 return None
+            self._sha = w["sha"]
             age = self.clock() - w["since"]
             if w["error"]:
                 return self._rollback(w["version"], w["slot"], w["previous"],

@@ -1,0 +1,172 @@
+"""The operator's MQTT side: find devices, send them a bundle, wait for what each one says.
+
+Topics (``<root>`` is ``kiosk``)::
+
+    <root>/<id>/status              retained JSON from the appliance (model and app version, state)
+    <root>/<id>/availability        retained "online" / "offline" (the appliance's last will)
+    <root>/<id>/provision/bundle    the bundle file's bytes (QoS 1, never retained)
+    <root>/<id>/provision/progress  {"step": "received" | "staged" | "kat_passed" | "switched", ...}
+    <root>/<id>/provision/result    {"outcome": "applied" | "rejected" | "rolled_back", "reason", ...}
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+FINAL = ("applied", "rejected", "rolled_back")
+
+
+@dataclass
+class BrokerOptions:
+    """How to reach the broker, with the appliance's own kinds of credentials."""
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password_file: str | None = None
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure: bool = False
+    root: str = "kiosk"
+
+
+class Session:
+    """A connected paho client that records every message on the topics it subscribes to."""
+
+    def __init__(self, opts: BrokerOptions, timeout: float = 10.0):
+        self.opts = opts
+        self.messages: list[tuple[str, bytes]] = []
+        self._cond = threading.Condition()
+        self._connected = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=f"kiosk-provision-{int(time.time() * 1000) % 10**9}")
+        if opts.username:
+            password = (Path(opts.password_file).read_text().rstrip("\r\n")
+                        if opts.password_file else None)
+            self.client.username_pw_set(opts.username, password)
+        if opts.tls or opts.ca_file or opts.cert_file:
+            self.client.tls_set(ca_certs=opts.ca_file, certfile=opts.cert_file,
+                                keyfile=opts.key_file, cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_insecure_set(opts.insecure)
+        self.client.on_connect = lambda c, u, f, rc, p: rc.is_failure or self._connected.set()
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+        self._acked: set[int] = set()
+        self.client.connect(opts.host, opts.port, keepalive=30)
+        self.client.loop_start()
+        if not self._connected.wait(timeout):
+            self.close()
+            raise ConnectionError(f"no connection to the broker at {opts.host}:{opts.port}")
+
+    def topic(self, device_id: str, leaf: str) -> str:
+        return f"{self.opts.root}/{device_id}/{leaf}"
+
+    def _on_message(self, client, userdata, msg) -> None:
+        with self._cond:
+            self.messages.append((msg.topic, msg.payload))
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self._cond:
+            self._acked.add(mid)
+            self._cond.notify_all()
+
+    def subscribe(self, topics: list[str], timeout: float = 10.0) -> None:
+        """Subscribe and wait for the broker to confirm (so nothing sent after is missed)."""
+        mids = {self.client.subscribe(t, qos=1)[1] for t in topics}
+        if not self.wait(lambda: mids <= self._acked, timeout):
+            raise ConnectionError("the broker did not confirm the subscriptions")
+
+    def wait(self, done, timeout: float) -> bool:
+        """Wait until ``done()`` is true (checked whenever a message arrives)."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while not done():
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def device_table(session: Session, wait_s: float = 2.0) -> dict[str, dict]:
+    """Every device's retained status (plus its availability) by device id."""
+    root = session.opts.root
+    session.subscribe([f"{root}/+/status", f"{root}/+/availability"])
+    time.sleep(wait_s)
+    devices: dict[str, dict] = {}
+    for topic, payload in list(session.messages):
+        parts = topic.split("/")
+        if len(parts) != 3 or not payload:
+            continue
+        entry = devices.setdefault(parts[1], {})
+        if parts[2] == "status":
+            try:
+                entry.update(json.loads(payload))
+            except ValueError:
+                entry["error"] = "unreadable status"
+        else:
+            entry["availability"] = payload.decode(errors="replace")
+    return devices
+
+
+def flash(session: Session, data: bytes, device_ids: list[str], timeout: float,
+          say=print) -> dict[str, dict]:
+    """Send the bundle to each device and wait for each one's final outcome.
+
+    Returns ``{device_id: result}``; a device that said nothing in time gets outcome ``timeout``.
+    """
+    sha = hashlib.sha256(data).hexdigest()
+    session.subscribe([session.topic(d, f"provision/{leaf}")
+                       for d in device_ids for leaf in ("progress", "result")])
+    start = len(session.messages)
+    for d in device_ids:
+        info = session.client.publish(session.topic(d, "provision/bundle"), data, qos=1)
+        info.wait_for_publish(timeout)
+        say(f"{d}: sent {len(data) / 1024:.0f} KiB")
+    results: dict[str, dict] = {}
+    seen = start
+
+    def progress() -> bool:
+        nonlocal seen
+        for topic, payload in session.messages[seen:]:
+            _note(session, topic, payload, sha, results, say)
+        seen = len(session.messages)
+        return all(d in results for d in device_ids)
+
+    session.wait(progress, timeout)
+    for d in device_ids:
+        results.setdefault(d, {"outcome": "timeout", "reason": f"no result within {timeout:.0f} s"})
+    return results
+
+
+def _note(session, topic, payload, sha, results, say) -> None:
+    parts = topic.split("/")
+    try:
+        msg = json.loads(payload)
+    except ValueError:
+        return
+    if not isinstance(msg, dict) or msg.get("bundle_sha256") not in (sha, None):
+        return  # someone else's bundle
+    device_id, leaf = parts[-3], parts[-1]
+    if leaf == "progress":
+        say(f"{device_id}: {msg.get('step')}")
+    elif msg.get("outcome") in FINAL and device_id not in results:
+        results[device_id] = msg
+        reason = f" ({msg['reason']})" if msg.get("reason") else ""
+        say(f"{device_id}: {msg['outcome'].upper()}{reason}")
