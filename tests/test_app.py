@@ -1,0 +1,165 @@
+"""``kiosk run`` end to end: the real appliance process, the real models, a real mosquitto.
+
+The source is the shipped self-test portrait, looped (``ImageSource`` advances media time by 1 s
+per frame), with 1 s windows so that many windows pass in a few seconds. One in-process test at
+the end drives the App with a fake pipeline and a failing source (camera-lost backoff).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from device.schemas import validator
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTRAIT = ROOT / "models" / "selftest" / "astronaut.jpg"
+DEVICE = "e2e"
+PREFIX = f"kiosk/{DEVICE}/"
+
+
+class Appliance:
+    """``python -m device.cli run ...`` as a child process, its log in a file."""
+
+    def __init__(self, tmp_path, broker=None, *extra, name="app"):
+        self.log = tmp_path / f"{name}.log"
+        args = [sys.executable, "-m", "device.cli", "run", "--source", str(PORTRAIT), "--loop",
+                "--device-id", DEVICE, "--window", "1", "--state-dir", str(tmp_path / "state"),
+                *(["--mqtt", f"{broker.host}:{broker.port}"] if broker else ["--no-mqtt"]),
+                *extra]
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(args, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+    def stop(self, sig=signal.SIGTERM, timeout=30) -> int:
+        self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture
+def appliance(tmp_path):
+    made = []
+
+    def start(*args, **kw):
+        made.append(Appliance(tmp_path, *args, **kw))
+        return made[-1]
+
+    yield start
+    for app in made:
+        if app.proc.poll() is None:
+            app.proc.kill()
+            app.proc.wait(10)
+
+
+def seqs(sub):
+    return [json.loads(p)["seq"] for p in sub.payloads(PREFIX + "audience")]
+
+
+def contiguous_to(sub, n) -> bool:
+    got = set(seqs(sub))
+    return bool(got) and max(got) >= n and got >= set(range(1, max(got) + 1))
+
+
+def test_messages_commands_and_clean_stop(mosquitto, listen, appliance, tmp_path):
+    sub = listen(mosquitto, [PREFIX + "#", "homeassistant/#"])
+    app = appliance(mosquitto)
+    assert sub.wait_for(lambda s: len(seqs(s)) >= 2, 60), app.text()
+    assert sub.wait_for(lambda s: s.payloads(PREFIX + "status"), 15)
+    # commands: good and malformed, answered in order
+    sub.publish(PREFIX + "cmd", json.dumps({"id": "p", "cmd": "ping"}))
+    sub.publish(PREFIX + "cmd", b"{broken")
+    sub.publish(PREFIX + "cmd", json.dumps({"id": 3, "cmd": "selfdestruct"}))
+    sub.publish(PREFIX + "cmd", json.dumps({"id": "s", "cmd": "status"}))
+    assert sub.wait_for(lambda s: len(s.payloads(PREFIX + "cmd/result")) >= 4, 15)
+    before = max(seqs(sub))
+    assert app.stop() == 0
+    text = app.text()
+    assert "Traceback" not in text
+    # the window open at SIGTERM was closed and delivered before "offline"
+    assert sub.wait_for(lambda s: s.payloads(PREFIX + "availability")[-1:] == [b"offline"], 10)
+    assert contiguous_to(sub, before + 1)
+
+    results = [json.loads(p) for p in sub.payloads(PREFIX + "cmd/result")]
+    for r in results:
+        validator("cmd_result").validate(r)
+    assert [r["ok"] for r in results] == [True, False, False, True]
+    assert "not JSON" in results[1]["error"] and "'selfdestruct'" in results[2]["error"]
+    assert results[3]["result"]["camera"] == "ok" and results[3]["result"]["state"] == "running"
+    for p in sub.payloads(PREFIX + "audience"):
+        msg = json.loads(p)
+        validator("audience").validate(msg)
+        assert msg["device_id"] == DEVICE and msg["frames"] >= 0
+    statuses = [json.loads(p) for p in sub.payloads(PREFIX + "status")]
+    for s in statuses:
+        validator("status").validate(s)
+    assert statuses[-1]["state"] == "stopped"
+    assert any(s["fps"] > 0 for s in statuses)
+    for a in sub.payloads(PREFIX + "availability"):
+        validator("availability").validate(a.decode())
+    discovery = [(t, json.loads(p)) for t, p, _ in sub.messages
+                 if t.startswith(f"homeassistant/sensor/{DEVICE}/")]
+    assert len({t for t, _ in discovery}) == 5
+    for _, config in discovery:
+        validator("discovery").validate(config)
+    # privacy: the state dir holds the spool and nothing else (no frames, no crops)
+    files = [p.name for p in (tmp_path / "state").rglob("*") if p.is_file()]
+    assert files and all(f.startswith("spool.db") for f in files), files
+
+
+def test_outage_and_sigkill_mid_outage_lose_no_window(mosquitto_persistent, listen, appliance):
+    broker = mosquitto_persistent
+    sub = listen(broker, [PREFIX + "audience", PREFIX + "availability"], client_id="consumer",
+                 clean_session=False)
+    app = appliance(broker)
+    assert sub.wait_for(lambda s: len(seqs(s)) >= 2, 60), app.text()
+
+    # 1. broker away for ~20 s while the appliance keeps counting
+    broker.stop()
+    at_stop = max(seqs(sub))
+    time.sleep(20)
+    broker.start()
+    assert sub.wait_for(lambda s: contiguous_to(s, at_stop + 15), 40), (seqs(sub), app.text())
+
+    # 2. broker away again, the appliance is SIGKILLed in the middle, restarted, broker returns
+    broker.stop()
+    at_stop = max(seqs(sub))
+    time.sleep(4)
+    assert app.stop(signal.SIGKILL) == -signal.SIGKILL
+    app2 = appliance(broker, name="app2")
+    time.sleep(6)  # the new process spools windows while the broker is still away
+    broker.start()
+    assert sub.wait_for(lambda s: contiguous_to(s, at_stop + 6), 40), (seqs(sub), app2.text())
+    assert "Traceback" not in app2.text()
+
+    # 3. killed while connected: the broker publishes the last will
+    sub.messages.clear()
+    assert app2.stop(signal.SIGKILL) == -signal.SIGKILL
+    assert sub.wait_for(lambda s: b"offline" in s.payloads(PREFIX + "availability"), 10)
+
+
+def test_unknown_config_key_stops_with_the_key_named(tmp_path):
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text('[mqtt]\nhost = "localhost"\nprot = 1883\n')
+    run = subprocess.run([sys.executable, "-m", "device.cli", "run", "--config", str(cfg)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "[mqtt] prot: unknown key (did you mean 'port'?)" in run.stderr
+
+
+def test_missing_camera_is_reported_and_retried(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "device.cli", "run", "--source", str(tmp_path / "no-camera.mp4"),
+         "--no-mqtt", "--window", "1", "--state-dir", str(tmp_path / "state"), "--duration", "5"],
+        cwd=ROOT, capture_output=True, text=True, timeout=90)
+    assert run.returncode == 0, run.stderr
+    assert "source not found" in run.stderr
+    assert "retrying in 1 s" in run.stderr and "retrying in 2 s" in run.stderr
+    assert "window 1:" in run.stderr  # windows keep closing (frames: 0) while the camera is away
+    assert '"frames":0' in run.stderr
