@@ -1,0 +1,197 @@
+"""``python -m tools.convert analyzer``: trained multi-head Keras model -> full-integer int8 TFLite.
+
+    python -m tools.convert analyzer --keras /work/cache/train/best.keras \
+        --calib /work/cache/faces.npz --out models/multihead_int8.tflite --manifest models/manifest.json
+
+Calibrates on a few hundred real aligned faces from the cache's train split, then runs the float
+and the int8 model side by side on the cache's validation split. Exits 1, saying which head and by
+how much, when int8 loses more than 1 point of accuracy on a head or more than 0.3 years of age
+MAE; the ``.tflite`` is still written so it can be inspected, but the manifest is left alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tools.convert.edgetpu import compile_for_edgetpu
+from tools.evaluation.manifest import analyzer_entry, update_manifest
+
+log = logging.getLogger(__name__)
+
+MAX_ACC_DROP = 0.01  # one point of accuracy
+MAX_MAE_RISE = 0.3  # years
+HEADS_OUT = ("age", "gender", "emotion")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keras", type=Path, required=True, help="trained .keras model (tools.train)")
+    p.add_argument("--calib", type=Path, required=True, help="cache .npz from tools.prepare")
+    p.add_argument("--out", type=Path, required=True, help="int8 .tflite to write")
+    p.add_argument("--manifest", type=Path, default=None,
+                   help="update this manifest.json's analyzer entry when the checks pass")
+    p.add_argument("--age-head", choices=("auto", "age", "age_reg"), default="auto",
+                   help="ship the year distribution (age) or the regression (age_reg); auto: "
+                        "lower float MAE on the validation split")
+    p.add_argument("--emotion-head", choices=("auto", "emotion", "emotion_orig"), default="auto",
+                   help="ship the FER+ soft-vote head or the original-label head; auto: higher "
+                        "mean of original and FER+ majority accuracy on FER2013Valid")
+    p.add_argument("--calib-count", type=int, default=400)
+    p.add_argument("--input-type", choices=("uint8", "int8"), default="uint8")
+    p.add_argument("--detector", type=Path, default=None,
+                   help="detector .tflite to co-compile for the Edge TPU (default: the manifest's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--report", type=Path, default=None, help="write the float/int8 comparison as JSON")
+
+
+def choose_heads(metrics: dict, age: str, emotion: str) -> tuple[str, str]:
+    """Resolve ``auto`` head choices from float validation metrics of the training heads."""
+    if age == "auto":
+        age = "age" if metrics.get("utk_age_mae", 99) <= metrics.get("utk_age_reg_mae", 99) else "age_reg"
+    if emotion == "auto":
+        def mean(h):
+            return (metrics.get(f"fer_{h}_acc_orig", 0) + metrics.get(f"fer_{h}_acc_ferplus", 0)) / 2
+        emotion = "emotion" if mean("emotion") >= mean("emotion_orig") else "emotion_orig"
+    return age, emotion
+
+
+def calibration_faces(data: dict, count: int, seed: int) -> np.ndarray:
+    """``count`` train faces, half UTKFace and half FER when both are present, seeded."""
+    rng = np.random.default_rng(seed)
+    train = data["split"] == 0
+    pools = [np.flatnonzero(train & (data["source"] == s)) for s in (0, 1)]
+    pools = [p for p in pools if len(p)]
+    idx = np.concatenate([rng.choice(p, min(len(p), count // len(pools)), replace=False)
+                          for p in pools])
+    return data["x"][idx]
+
+
+def name_outputs(tflite: bytes) -> bytes:
+    """Give each output tensor its signature key (``age``, ``gender``, ``emotion``) as its name.
+
+    The converter names outputs ``StatefulPartitionedCall:N``; the appliance finds heads by name.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    model = fb.convert_bytearray_to_object(bytearray(tflite))
+    sig = model.signatureDefs[0]
+    tensors = model.subgraphs[sig.subgraphIndex].tensors
+    for item in list(sig.outputs) + list(sig.inputs):
+        tensors[item.tensorIndex].name = item.name
+    return bytes(fb.convert_object_to_bytearray(model))
+
+
+def to_int8(model, calib: np.ndarray, input_type: str = "uint8") -> bytes:
+    """Full-integer quantisation (int8 weights and activations, int8/uint8 input, int8 outputs)."""
+    import tensorflow as tf
+
+    from tools.training.data import as_input
+
+    def representative():
+        for x in as_input(calib):
+            yield [x[None]]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
+    conv.inference_output_type = tf.int8
+    return name_outputs(conv.convert())
+
+
+def tflite_outputs(path: Path, x_uint8: np.ndarray) -> dict[str, np.ndarray]:
+    """Dequantised head outputs of a ``.tflite`` for uint8 faces, through the device's runtime."""
+    from device.runtime import TFLiteModel
+
+    model = TFLiteModel(path, threads=1)
+    specs = {h: model.output(h) for h in HEADS_OUT}
+    outs = {h: [] for h in HEADS_OUT}
+    for face in x_uint8:
+        res = model.run((face.astype(np.float32) / 255.0)[None, ..., None])
+        by_index = {s.index: r for s, r in zip(model.outputs, res)}
+        for h, s in specs.items():
+            outs[h].append(by_index[s.index][0])
+    return {h: np.stack(v) for h, v in outs.items()}
+
+
+def compare(float_m: dict, int8_m: dict) -> list[str]:
+    """Reasons the int8 model is not acceptable (empty when it is)."""
+    problems = []
+    for key, f in float_m.items():
+        q = int8_m.get(key)
+        if q is None or not isinstance(f, float):
+            continue
+        if key.endswith("_mae") and q - f > MAX_MAE_RISE:
+            problems.append(f"{key}: int8 {q:.3f} vs float {f:.3f} years (> {MAX_MAE_RISE} worse)")
+        if key.endswith("_acc") or "_acc_" in key:
+            if f - q > MAX_ACC_DROP:
+                problems.append(f"{key}: int8 {q:.4f} vs float {f:.4f} (> 1 point lost)")
+    return problems
+
+
+def side_by_side(float_m: dict, int8_m: dict) -> str:
+    rows = [f"{'metric':32s} {'float':>9s} {'int8':>9s}"]
+    for k, v in float_m.items():
+        if isinstance(v, float):
+            rows.append(f"{k:32s} {v:9.4f} {int8_m.get(k, float('nan')):9.4f}")
+    return "\n".join(rows)
+
+
+def run(args) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+
+    from tools.model_def import export_model
+    from tools.prepare import load_cache
+    from tools.training import losses  # noqa: F401  registers the custom losses
+    from tools.training.validation import evaluate_keras, head_predictions, report
+
+    data = load_cache(args.calib)
+    val = np.flatnonzero(data["split"] == 1)
+    trained = keras.models.load_model(args.keras, compile=False)
+    names = set(trained.output_names)
+    train_metrics = evaluate_keras(trained, data, val) if {"age_reg", "emotion_orig"} & names else {}
+    age, emotion = choose_heads(train_metrics, args.age_head, args.emotion_head)
+    if train_metrics:
+        log.info("training heads on validation: %s", json.dumps(train_metrics))
+    log.info("shipping age head %r, emotion head %r", age, emotion)
+    model = export_model(trained, age=age, emotion=emotion) if names != set(HEADS_OUT) else trained
+    tflite = to_int8(model, calibration_faces(data, args.calib_count, args.seed), args.input_type)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(tflite)
+    log.info("wrote %s (%d bytes)", args.out, len(tflite))
+    float_m = evaluate_keras(model, data, val)
+    int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val])), data, val)
+    print(side_by_side(float_m, int8_m))
+    problems = compare(float_m, int8_m)
+    if args.report:
+        args.report.write_text(json.dumps({"float": float_m, "int8": int8_m, "age_head": age,
+                                           "emotion_head": emotion, "training_heads": train_metrics,
+                                           "problems": problems}, indent=1))
+    if problems:
+        print("int8 conversion rejected:\n  " + "\n  ".join(problems))
+        return 1
+    if args.manifest:
+        entry = analyzer_entry(args.out, args.manifest.parent,
+                               age_kind="distribution" if age == "age" else "regression")
+        update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
+                                                              "age_head": age,
+                                                              "emotion_head": emotion}})
+        log.info("updated %s", args.manifest)
+    compile_for_edgetpu([p for p in (args.detector or _manifest_detector(args.manifest),
+                                     args.out) if p], args.out.parent)
+    return 0
+
+
+def _manifest_detector(manifest: Path | None) -> Path | None:
+    if not manifest or not manifest.is_file():
+        return None
+    entry = json.loads(manifest.read_text()).get("detector") or {}
+    path = manifest.parent / entry.get("file", "")
+    return path if entry.get("file") and path.is_file() else None

@@ -1,0 +1,1 @@
+"""Helpers of ``tools.evaluate``: manifest writing, device-path inference, reports, baselines."""

@@ -1,0 +1,54 @@
+"""Writing the analyzer's entry into ``models/manifest.json`` (format: ``device/manifest.py``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from device.manifest import DEFAULT_AGE_GROUPS, sha256_file
+from device.types import EMOTIONS, GENDERS
+from tools.model_def import AGE_BINS, INPUT_SIZE
+
+DEFAULT_DETECTOR = "face_detector_full_int8.tflite"
+
+
+def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution") -> dict:
+    """The manifest's ``analyzer`` entry for a converted model file."""
+    age = {"output": "age", "kind": age_kind}
+    if age_kind == "distribution":
+        age["bins"] = list(range(AGE_BINS))
+    rel = Path(model).resolve().relative_to(Path(models_dir).resolve())
+    return {"file": str(rel), "sha256": sha256_file(model),
+            "input": {"size": INPUT_SIZE, "channels": 1, "scale": 255.0},
+            "heads": {"age": age,
+                      "gender": {"output": "gender", "labels": list(GENDERS)},
+                      "emotion": {"output": "emotion", "labels": list(EMOTIONS)}},
+            "age_groups": list(DEFAULT_AGE_GROUPS)}
+
+
+def detector_entry(models_dir: Path) -> dict | None:
+    """An entry for the shipped default detector, when its file is in ``models_dir``."""
+    path = Path(models_dir) / DEFAULT_DETECTOR
+    if not path.is_file():
+        return None
+    return {"file": DEFAULT_DETECTOR, "sha256": sha256_file(path), "variant": "full"}
+
+
+def update_manifest(path: Path, analyzer: dict, metrics: dict | None = None) -> dict:
+    """Set the analyzer entry (and ``metrics.analyzer``) of ``path``, keeping every other key.
+
+    A missing manifest is created with the detector found beside it; a manifest without one
+    gets it filled in, since the device refuses a manifest that has no ``detector``.
+    """
+    path = Path(path)
+    data = json.loads(path.read_text()) if path.is_file() else {}
+    data["version"] = dt.date.today().strftime("%Y.%m.%d")
+    if not data.get("detector"):
+        data["detector"] = detector_entry(path.parent) or {"file": DEFAULT_DETECTOR, "sha256": "",
+                                                           "variant": "full"}
+    data["analyzer"] = analyzer
+    if metrics is not None:
+        data.setdefault("metrics", {})["analyzer"] = metrics
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return data
