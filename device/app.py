@@ -77,13 +77,10 @@ class App:
 
     # -- setup ---------------------------------------------------------------------------------
     def _load_models(self):
-        if self._pipeline is None:
-            from device.pipeline import VisionPipeline
+        if self._pipeline is None:  # models come from the provisioning slots (A/B, rollback)
+            from device.provision_hook import ProvisionHook
 
-            m = self.cfg.models
-            self._pipeline = VisionPipeline(m.dir, threads=m.threads,
-                                            detector_variant=m.detector_variant,
-                                            analyze_every=m.analyze_every)
+            self._pipeline = ProvisionHook(self).pipeline()
         self._pipeline.self_test()
         p = self._pipeline
         self.board.set(model_version=str(p.model_version), accelerator=str(p.accelerator),
