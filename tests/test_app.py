@@ -144,6 +144,33 @@ def test_outage_and_sigkill_mid_outage_lose_no_window(mosquitto_persistent, list
     assert sub.wait_for(lambda s: b"offline" in s.payloads(PREFIX + "availability"), 10)
 
 
+def test_reload_config_rejects_a_bad_file_and_restarts_with_a_good_one(mosquitto, listen,
+                                                                     appliance, tmp_path):
+    cfg = tmp_path / "kiosk.toml"
+    cfg.write_text("[aggregate]\nk_anonymity = 3\n")
+    sub = listen(mosquitto, [PREFIX + "#"])
+    app = appliance(mosquitto, "--config", str(cfg))
+    assert sub.wait_for(lambda s: len(seqs(s)) >= 1, 60), app.text()
+    cfg.write_text("[aggregate]\nk_anonimity = 2\n")
+    sub.publish(PREFIX + "cmd", json.dumps({"id": 1, "cmd": "reload-config"}))
+    assert sub.wait_for(lambda s: s.payloads(PREFIX + "cmd/result"), 15)
+    bad = json.loads(sub.payloads(PREFIX + "cmd/result")[0])
+    assert bad["ok"] is False
+    assert "[aggregate] k_anonimity: unknown key (did you mean 'k_anonymity'?)" in bad["error"]
+    assert app.proc.poll() is None  # still running on the old configuration
+
+    cfg.write_text("[aggregate]\nk_anonymity = 2\n")
+    sub.publish(PREFIX + "cmd", json.dumps({"id": 2, "cmd": "reload-config"}))
+    assert sub.wait_for(lambda s: len(s.payloads(PREFIX + "cmd/result")) >= 2, 15)
+    good = json.loads(sub.payloads(PREFIX + "cmd/result")[1])
+    assert good["ok"] and good["result"]["changed"] == ["aggregate"]
+    n = max(seqs(sub))
+    # the same process (exec) comes back online and keeps counting where it left off
+    assert sub.wait_for(lambda s: contiguous_to(s, n + 2), 60), app.text()
+    assert "restarting with the new configuration" in app.text()
+    assert app.stop() == 0
+
+
 def test_unknown_config_key_stops_with_the_key_named(tmp_path):
     cfg = tmp_path / "kiosk.toml"
     cfg.write_text('[mqtt]\nhost = "localhost"\nprot = 1883\n')
@@ -163,3 +190,114 @@ def test_missing_camera_is_reported_and_retried(tmp_path):
     assert "retrying in 1 s" in run.stderr and "retrying in 2 s" in run.stderr
     assert "window 1:" in run.stderr  # windows keep closing (frames: 0) while the camera is away
     assert '"frames":0' in run.stderr
+
+
+# -- in process, with fakes behind the App's seams ---------------------------------------------
+
+class FakePipeline:
+    accelerator, model_version, analyzer_available = "cpu", "fake-1", False
+
+    def self_test(self):
+        return {"faces": 1}
+
+    def process(self, frame):
+        return []
+
+
+class FlakySource:
+    """Yields ``n`` frames, then fails as an unplugged camera does."""
+
+    def __init__(self, n):
+        self.n, self.i = n, 0
+
+    def read(self):
+        from device.errors import SourceError
+        from device.types import Frame
+
+        if self.i >= self.n:
+            raise SourceError("camera unplugged")
+        self.i += 1
+        return Frame(image=__import__("numpy").zeros((48, 64, 3), "uint8"), timestamp=self.i * 0.1)
+
+    def close(self):
+        pass
+
+
+class RecordingLeds:
+    def __init__(self):
+        self.calls = []
+
+    def __getattr__(self, name):
+        return lambda *a: self.calls.append(name)
+
+
+def test_camera_lost_mid_run_backs_off_reopens_and_keeps_windows(tmp_path, monkeypatch):
+    from device import vision_loop
+    from device.app import App
+    from device.config import load_config
+    from device.errors import SourceError
+
+    monkeypatch.setattr(vision_loop, "BACKOFF_START_S", 0.05)
+    opens = []
+
+    def open_source(spec, loop=False, pace=False):
+        opens.append(time.monotonic())
+        if len(opens) in (1, 3):  # missing at start, and once more after the first loss
+            raise SourceError("no camera at /dev/video0")
+        return FlakySource(5)
+
+    cfg = load_config(None, {"state.dir": str(tmp_path), "device.id": "fake",
+                             "aggregate.window_s": 0.5, "source.retry_max_s": 0.2})
+    leds = RecordingLeds()
+    app = App(cfg, pipeline=FakePipeline(), open_source=open_source, leds=leds, max_frames=15)
+    states = []
+    app.board.set = (lambda orig: lambda **kw: (states.append(kw.get("camera")), orig(**kw)))(
+        app.board.set)
+    assert app.run() == 0
+    assert app.frames == 15 and len(opens) >= 5
+    assert [s for s in states if s][:4] == ["lost", "ok", "lost", "lost"]
+    assert leds.calls[0] == "starting" and "error" in leds.calls and "running" in leds.calls
+    assert leds.calls[-1] == "close"
+    gaps = [b - a for a, b in zip(opens, opens[1:])]
+    assert max(gaps) < 1.0  # backoff capped at retry_max_s (+ processing)
+
+
+def _fake_app(tmp_path, **overrides):
+    from device.app import App
+    from device.config import load_config
+
+    cfg = load_config(None, {"state.dir": str(tmp_path / "state"), "device.id": "fake",
+                             "aggregate.window_s": 0.5, **overrides})
+    return App(cfg, pipeline=FakePipeline(), open_source=lambda *a, **k: FlakySource(10**6),
+               leds=RecordingLeds(), max_frames=40)
+
+
+def test_png_display_is_written_from_its_own_thread(tmp_path):
+    out = tmp_path / "screen.png"
+    app = _fake_app(tmp_path, **{"display.sink": f"png:{out}", "display.png_every": 1})
+    assert app.run() == 0
+    assert out.is_file() and app.display.shown >= 1
+    assert not (tmp_path / "state" / "snapshots").exists()  # debug snapshots are off
+
+
+def test_display_that_cannot_open_falls_back_to_none(tmp_path, caplog):
+    app = _fake_app(tmp_path, **{"display.sink": "fb:/dev/fb-missing"})
+    assert app.run() == 0
+    assert app.frames == 40
+    assert "continuing without a screen" in caplog.text
+
+
+def test_debug_snapshots_only_when_enabled(tmp_path):
+    app = _fake_app(tmp_path, **{"privacy.debug_snapshots": True})
+    assert app.run() == 0
+    assert list((tmp_path / "state" / "snapshots").glob("snapshot-*.png"))
+
+
+def test_mailbox_keeps_only_the_newest_frame():
+    from device.worker import Mailbox
+
+    box = Mailbox()
+    for i in range(5):
+        box.put(i)
+    assert box.get(0) == 4 and box.dropped == 4
+    assert box.get(0.01) is None

@@ -87,8 +87,9 @@ class Publisher:
 
     def stop(self, flush_timeout: float = 5.0) -> None:
         """Send what can be sent within ``flush_timeout``, publish ``offline``, disconnect."""
-        self._events.put(("stop", self.clock() + flush_timeout))
-        self._thread.join(flush_timeout + 5.0)
+        if self._thread.ident is not None:  # started
+            self._events.put(("stop", self.clock() + flush_timeout))
+            self._thread.join(flush_timeout + 5.0)
         self.comm.stop()
 
     # -- the thread ----------------------------------------------------------------------------
