@@ -4,9 +4,8 @@ A ``Tracker`` matches each frame's detections to its tracks (IoU with a constant
 prediction, plus centre distance for fast or half-hidden faces; greedy, cheapest pair first),
 keeps tracks through short misses and hands out a ``TrackSummary`` when one ends.
 
-Privacy: a track holds only its box, a velocity, running sums of probabilities and a fixed-size
-age histogram. No image, crop, embedding or identity is kept, and everything about a track is
-dropped once its summary has been handed out. ``track_id`` is a counter local to one run.
+Privacy: a track holds only its box, a velocity, running sums and a fixed-size age histogram; no
+image, crop, embedding or identity. All of it is dropped once the track's summary is handed out.
 """
 
 from __future__ import annotations
@@ -23,6 +22,10 @@ from device.types import EMOTIONS, Detection, FaceAttributes
 # offset ~= 1.3 * tan(yaw), so 0.5 is a head yaw of roughly 20 degrees either way.
 FACING_THRESHOLD = 0.5
 AGE_BINS = 101  # whole years 0..100; older ages go into the last bin
+# Sizes change smoothly: |log(size ratio)| may be jitter (0.2) plus 1.0/s (someone walking up),
+# never over 2x, so a track does not jump to another face nearby at another scale (video cuts).
+SIZE_JITTER, SIZE_RATE, SIZE_MAX = 0.2, 1.0, np.log(2.0)
+VELOCITY_TAU_S = 0.3  # time constant of the velocity average
 
 
 def yaw_offset(keypoints) -> float:
@@ -38,14 +41,11 @@ def yaw_offset(keypoints) -> float:
     kp = np.asarray(keypoints, dtype=np.float64).reshape(6, 2)
     if not np.all(np.isfinite(kp)):
         return float("nan")
-    nose = kp[2]
-    ears, eyes = (kp[4], kp[5]), (kp[0], kp[1])
+    ears, eyes = kp[4:6], kp[0:2]
     span = ears if np.linalg.norm(ears[1] - ears[0]) >= np.linalg.norm(eyes[1] - eyes[0]) else eyes
     axis = span[1] - span[0]
     half_sq = float(axis @ axis) / 2.0  # |axis| * (|axis| / 2): projection normalised to half
-    if half_sq < 1e-9:
-        return float("nan")
-    return float((nose - (span[0] + span[1]) / 2.0) @ axis / half_sq)
+    return float((kp[2] - span.mean(axis=0)) @ axis / half_sq) if half_sq > 1e-9 else float("nan")
 
 
 def facing_camera(keypoints, threshold: float = FACING_THRESHOLD) -> bool:
@@ -101,8 +101,7 @@ class _Smoother:
 
     def __init__(self):
         self.n, self.female, self.emotions = 0, 0.0, np.zeros(len(EMOTIONS))
-        self.age_count = np.zeros(AGE_BINS, dtype=np.int64)
-        self.age_sum = np.zeros(AGE_BINS)
+        self.age_count, self.age_sum = np.zeros(AGE_BINS, dtype=np.int64), np.zeros(AGE_BINS)
 
     def add(self, attrs: FaceAttributes) -> None:
         self.n += 1
@@ -146,8 +145,7 @@ class Track:
         self.velocity = np.zeros(2)  # box centre, pixels per second
         self.attributes, self.facing, self._yaw_threshold = None, False, yaw_threshold
         self.first_seen = self.last_seen = t
-        self.hits = self.n_analyzed = 0
-        self.attention_s = 0.0
+        self.hits, self.n_analyzed, self.attention_s = 0, 0, 0.0
         self._stats, self._groups = _Smoother(), groups
         self._observe(det, attrs, t)
 
@@ -164,15 +162,16 @@ class Track:
     def predicted_box(self, t: float) -> tuple[float, float, float, float]:
         """The box moved on at constant velocity to time ``t``."""
         dx, dy = self.velocity * max(0.0, t - self.last_seen)
-        x1, y1, x2, y2 = self.box
-        return (x1 + dx, y1 + dy, x2 + dx, y2 + dy)
+        return tuple(float(v + d) for v, d in zip(self.box, (dx, dy, dx, dy)))
 
     def _observe(self, det: Detection, attrs, t: float) -> None:
         facing = facing_camera(det.keypoints, self._yaw_threshold)
         dt = t - self.last_seen
         if self.hits and dt > 0:
             v = (_centre(det.box) - _centre(self.box)) / dt
-            self.velocity = v if self.hits == 1 else 0.5 * self.velocity + 0.5 * v
+            # time-constant average: frame-to-frame box jitter would make a wild velocity
+            a = 1.0 if self.hits == 1 else min(1.0, dt / VELOCITY_TAU_S)
+            self.velocity = (1.0 - a) * self.velocity + a * v
             # trapezoid rule: half an interval counts when the face faced the camera at one end
             self.attention_s += dt * (int(self.facing) + int(facing)) / 2.0
         self.box, self.facing = tuple(float(v) for v in det.box), facing
@@ -193,6 +192,10 @@ def _centre(box) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
 
 
+def _size(box) -> float:  # geometric mean of width and height, at least a pixel
+    return max(1.0, float(np.sqrt(max(0.0, (box[2] - box[0]) * (box[3] - box[1])))))
+
+
 class Tracker:
     """Multi-face tracker with summaries of ended tracks.
 
@@ -200,7 +203,7 @@ class Tracker:
         iou_threshold: a detection may continue a track when its IoU with the track's predicted
             box is at least this...
         max_center_dist: ...or when its centre is within this many box sizes of the predicted
-            centre (fast movement, partly hidden faces). Also needs a similar size (ratio < 2).
+            centre (fast movement, partly hidden faces). Sizes must agree (``SIZE_*``).
         max_missed_s: a track ends when not detected for longer than this.
         min_hits: frames a track needs before it is reported; shorter tracks end silently
             (they are mostly false detections).
@@ -214,8 +217,7 @@ class Tracker:
         self.iou_threshold, self.max_center_dist = iou_threshold, max_center_dist
         self.max_missed_s, self.min_hits = max_missed_s, min_hits
         self.attention_yaw, self._groups = attention_yaw, parse_age_groups(age_groups)
-        self._tracks: list[Track] = []
-        self._finished: list[TrackSummary] = []
+        self._tracks, self._finished = [], []  # list[Track], list[TrackSummary]
         self._next_id, self._now = 1, float("-inf")
 
     def update(self, detections, attributes=None, timestamp: float = 0.0) -> list[Track]:
@@ -238,41 +240,40 @@ class Tracker:
         pairs = greedy_assign(self._cost(detections, t))
         for ti, di in pairs:
             self._tracks[ti]._observe(detections[di], attributes[di], t)
-        matched = {di for _, di in pairs}
-        seen = [self._tracks[ti] for ti, _ in pairs]
-        for di, det in enumerate(detections):
-            if di not in matched:
-                track = Track(self._next_id, det, attributes[di], t, self._groups,
-                              self.attention_yaw)
-                self._next_id += 1
-                self._tracks.append(track)
-                seen.append(track)
+        new = sorted(set(range(len(detections))) - {di for _, di in pairs})
+        born = [Track(self._next_id + k, detections[di], attributes[di], t, self._groups,
+                      self.attention_yaw) for k, di in enumerate(new)]
+        self._next_id += len(born)
+        self._tracks += born
+        seen = [self._tracks[ti] for ti, _ in pairs] + born
         return sorted((tr for tr in seen if tr.hits >= self.min_hits), key=lambda tr: tr.track_id)
 
     def _cost(self, detections, t: float) -> np.ndarray:
+        # predicted box, or (tighter) the last one in case detector jitter spoilt the velocity
         cost = np.full((len(self._tracks), len(detections)), np.inf)
         for i, track in enumerate(self._tracks):
-            pred = track.predicted_box(t)
-            size = max(1.0, float(np.sqrt((pred[2] - pred[0]) * (pred[3] - pred[1]))))
+            change = min(SIZE_MAX, SIZE_JITTER + SIZE_RATE * (t - track.last_seen))
+            refs = ((track.predicted_box(t), self.max_center_dist, change),
+                    (track.box, self.max_center_dist / 2, SIZE_JITTER))
             for j, det in enumerate(detections):
-                overlap = iou(pred, det.box)
-                dist = float(np.linalg.norm(_centre(det.box) - _centre(pred))) / size
-                ratio = np.sqrt(max(det.width * det.height, 1e-9)) / size
-                if (overlap >= self.iou_threshold or dist <= self.max_center_dist) \
-                        and 0.5 < ratio < 2.0:
-                    cost[i, j] = (1.0 - overlap) + dist
+                cost[i, j] = min(self._pair_cost(det.box, *ref) for ref in refs)
         return cost
+
+    def _pair_cost(self, box, ref, max_dist: float, max_change: float) -> float:
+        size, overlap = _size(ref), iou(ref, box)
+        dist = float(np.linalg.norm(_centre(box) - _centre(ref))) / size
+        near = overlap >= self.iou_threshold or dist <= max_dist
+        log_ratio = abs(np.log(_size(box) / size))
+        return (1.0 - overlap) + dist if near and log_ratio <= max_change else np.inf
 
     def _expire(self, now: float) -> None:
         self._now = max(self._now, now)
         ended = [tr for tr in self._tracks if self._now - tr.last_seen > self.max_missed_s]
         self._tracks = [tr for tr in self._tracks if tr not in ended]
-        for track in ended:
-            self._end(track)
+        self._finish(ended)
 
-    def _end(self, track: Track) -> None:
-        if track.hits >= self.min_hits:
-            self._finished.append(track.summary())
+    def _finish(self, tracks) -> None:  # unconfirmed tracks end without a summary
+        self._finished += [tr.summary() for tr in tracks if tr.hits >= self.min_hits]
 
     @property
     def active(self) -> list[Track]:
@@ -293,7 +294,6 @@ class Tracker:
 
     def flush(self) -> list[TrackSummary]:
         """End every track now (e.g. at shutdown) and return all pending summaries."""
-        for track in self._tracks:
-            self._end(track)
+        self._finish(self._tracks)
         self._tracks = []  # nothing of an ended track is kept
         return self.pop_finished()

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -237,3 +239,60 @@ def test_ids_are_not_reused_and_memory_is_bounded():
         (track,) = tracker.update([face(100, 100)], [attrs(age=i % 100)], i * 0.01)
     assert track._stats.age_count.size == 101 and track._stats.n == 3000
     assert track.smoothed.age == pytest.approx(49.0)
+
+
+def test_jittery_detections_with_misses_stay_one_track():
+    # A face that stands still, seen at 30 fps by a detector whose box jumps by up to 10% of its
+    # size, dropping out for 0.3 s at a time: the velocity must not send the track away.
+    rng = np.random.default_rng(7)
+    tracker, ids = Tracker(), set()
+    for i in range(150):
+        if i % 30 >= 21:
+            continue
+        cx, cy = 500 + rng.uniform(-9, 9), 300 + rng.uniform(-9, 9)
+        det = face(cx, cy, size=90 * rng.uniform(0.93, 1.07))
+        ids |= {tr.track_id for tr in tracker.update([det], None, i / 30)}
+    assert ids == {1} and len(tracker.flush()) == 1
+
+
+def test_another_face_appearing_nearby_at_another_scale_is_a_new_track():
+    # A video cut (or someone stepping in as another leaves): the new face overlaps the old box
+    # but is a third smaller from one frame to the next, which no face does.
+    frames = [[face(300, 100, size=97)] for _ in range(10)] + [[face(340, 87, size=65)]] * 10
+    ids = run(Tracker(), frames, fps=30)
+    assert ids[9] == [1] and ids[-1] == [2]
+
+
+# --- a real clip ----------------------------------------------------------------------------------
+
+CLIP = Path(__file__).parent / "data" / "stage_and_audience_faces.npz"
+CUTS = (20, 82, 211)  # first frames of the clip's new shots (colour histogram jumps)
+PEOPLE_PER_SHOT = (1, 2, 1, 4)  # faces the detector finds in each shot, counted by eye
+
+
+def clip_frames(step=1):
+    """Detections in the public-domain clip ``stage_and_audience.mp4`` (White House, 640x360,
+    29.97 fps, 275 frames), as BlazeFace full-range found them (boxes, scores, keypoints only;
+    recorded with ``FaceDetector(models/src/face_detection_full_range.tflite).detect``)."""
+    d = np.load(CLIP)
+    for n in range(0, int(d["n_frames"]), step):
+        rows = np.flatnonzero(d["frame"] == n)
+        dets = [Detection(tuple(float(v) for v in d["box"][r]), float(d["score"][r]),
+                          d["keypoints"][r]) for r in rows]
+        yield n, n / float(d["fps"]), dets
+
+
+@pytest.mark.parametrize("step", [1, 3])  # full rate and a Pi-like 10 fps
+def test_real_clip_counts_each_person_once_per_shot(step):
+    tracker = Tracker()
+    for _, t, dets in clip_frames(step):
+        tracker.update(dets, None, t)
+    summaries = tracker.flush()
+    fps = 29.97
+    cut_times = [0.0, *(c / fps for c in CUTS), 1e9]
+    per_shot = [0] * len(PEOPLE_PER_SHOT)
+    for s in summaries:
+        shot = next(k for k in range(len(per_shot)) if cut_times[k] <= s.start < cut_times[k + 1])
+        assert s.end < cut_times[shot + 1], f"track {s.track_id} runs across a cut"
+        per_shot[shot] += 1
+    assert tuple(per_shot) == PEOPLE_PER_SHOT
