@@ -106,7 +106,8 @@ def test_crossing_faces_keep_their_ids_through_occlusion():
 
 
 def test_short_miss_keeps_the_track():
-    frames = [[face(300, 200)] for _ in range(10)] + [[]] * 5 + [[face(305, 200)] for _ in range(10)]
+    frames = [[face(300, 200)] for _ in range(10)] + [[]] * 5
+    frames += [[face(305, 200)] for _ in range(10)]
     tracker = Tracker(max_missed_s=1.0)
     ids = run(tracker, frames)
     assert ids[9] == ids[15] == [1]

@@ -8,7 +8,9 @@ Usage::
     sink.close()
 """
 
-from device.display.base import SINKS, DisplaySink, NullSink, open_sink, register_sink, validate_image
+from device.display.base import (
+    SINKS, DisplaySink, NullSink, open_sink, register_sink, validate_image,
+)
 from device.display.drm import DrmSink
 from device.display.framebuffer import FramebufferSink
 from device.display.png import PngSink

@@ -2,7 +2,8 @@
 
 A sink shows finished BGR images somewhere: a PNG file, the Linux framebuffer, picamera2's DRM
 overlay, or nowhere. Sinks register under a ``type_key`` (Frigate's detector plug-in habit) and are
-chosen by a spec string such as ``"png:/tmp/kiosk.png"``, ``"fb:/dev/fb0"``, ``"drm"`` or ``"none"``.
+chosen by a spec string such as ``"png:/tmp/kiosk.png"``, ``"fb:/dev/fb0"``, ``"drm"`` or
+``"none"``.
 """
 
 from __future__ import annotations

@@ -37,7 +37,8 @@ class PngSink(DisplaySink):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise DisplayError(f"png display cannot create folder {self.path.parent}: {exc}") from exc
+            raise DisplayError(f"png display cannot create folder {self.path.parent}: "
+                               f"{exc}") from exc
         if not os.access(self.path.parent, os.W_OK):
             raise DisplayError(f"png display cannot write into {self.path.parent}")
 
@@ -52,7 +53,8 @@ class PngSink(DisplaySink):
         ok, data = cv2.imencode(".png", image_bgr)
         if not ok:
             raise DisplayError(f"could not encode a PNG for {self.path}")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                   suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data.tobytes())
