@@ -138,7 +138,7 @@ def test_panel_and_status_change_the_picture():
     b = render(frame, [], None, None)
     assert not np.array_equal(a[:360, 640:], b[:360, 640:])
     assert status_lines(STATUS) == ["9.7 fps", "accel edgetpu", "model 2026.11.28"]
-    assert status_lines({"mqtt": "down"}) == ["mqtt down"]
+    assert status_lines({"mqtt": "down", "accelerator": None}) == ["mqtt down"]
 
 
 @pytest.mark.parametrize("bad,problem", [

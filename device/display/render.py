@@ -124,7 +124,7 @@ def panel_lines(tracks, snapshot) -> list[tuple[str, tuple]]:
 
 def status_lines(status: dict | None) -> list[str]:
     """fps, accelerator and model version first, then any other status entries."""
-    status = dict(status or {})
+    status = {k: v for k, v in (status or {}).items() if v is not None}  # unknown yet: left out
     out = []
     if "fps" in status:
         out.append(f"{float(status.pop('fps')):.1f} fps")
