@@ -108,9 +108,12 @@ def test_messages_commands_and_clean_stop(mosquitto, listen, appliance, tmp_path
     assert len({t for t, _ in discovery}) == 5
     for _, config in discovery:
         validator("discovery").validate(config)
-    # privacy: the state dir holds the spool and nothing else (no frames, no crops)
-    files = [p.name for p in (tmp_path / "state").rglob("*") if p.is_file()]
-    assert files and all(f.startswith("spool.db") for f in files), files
+    # privacy: the state dir holds the spool and the model slots, no frames, no crops
+    state = tmp_path / "state"
+    files = [p.relative_to(state) for p in state.rglob("*") if p.is_file()]
+    outside_slots = [f for f in files if f.parts[0] != "models"]  # provisioning's A/B slots
+    assert outside_slots and all(f.name.startswith("spool.db") for f in outside_slots), files
+    assert not [f for f in files if f.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp", ".npy")]
 
 
 def test_outage_and_sigkill_mid_outage_lose_no_window(mosquitto_persistent, listen, appliance):

@@ -80,7 +80,10 @@ def test_spooled_windows_are_published_in_order_and_removed_once_acked(mosquitto
 def test_availability_status_and_discovery_match_schemas(mosquitto, listen, stack):
     pub, spool, topics = stack(mosquitto)
     pub.start()
-    sub = listen(mosquitto, [topics.prefix + "#", "homeassistant/#"])
+    first = listen(mosquitto, [topics.prefix + "#", "homeassistant/#"])
+    assert first.wait_for(lambda s: len([t for t, _, _ in s.messages
+                                         if t.startswith("homeassistant/sensor/")]) >= 5, 10)
+    sub = listen(mosquitto, [topics.prefix + "#", "homeassistant/#"])  # sees retained copies
     assert sub.wait_for(lambda s: s.payloads(topics.status), 10)
     assert sub.wait_for(lambda s: len([t for t, _, _ in s.messages
                                        if t.startswith("homeassistant/sensor/")]) >= 5, 10)

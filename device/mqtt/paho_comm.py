@@ -104,6 +104,7 @@ class PahoCommunicator(Communicator):
         return self._connected.wait(timeout)
 
     def stop(self, timeout=2.0) -> None:
+        self._connected.clear()  # a clean disconnect is not worth a warning
         self._client.disconnect()
         self._client.loop_stop()
         self._connected.clear()
