@@ -23,7 +23,7 @@ from typing import Callable
 
 import device
 from device.errors import BundleError
-from device.slots import SlotStore
+from device.slots import MODELS_SUBDIR, SlotStore
 from models import MODELS_DIR
 from provisioning import kat, keys
 from provisioning.bundle import Bundle, read_bundle, version_key
@@ -51,7 +51,7 @@ class Provisioner:
     """Model slots, bundle handling and the health watch for one device.
 
     Args:
-        state_dir: the device's state folder.
+        state_dir: the device's state folder (``[state] dir``); slots live in its ``models/``.
         trusted_keys: public keys (paths, PEM or base64) whose bundles are accepted.
         health_s: seconds of error-free frames that confirm new models.
         allow_downgrade: accept bundles older than (or as old as) the installed models.
@@ -71,7 +71,7 @@ class Provisioner:
                  self_test: Callable[[Path], list[str]] = kat.self_test,
                  clock: Callable[[], float] = time.monotonic,
                  app_version: str = device.__version__):
-        self.store = SlotStore(state_dir, factory_dir)
+        self.store = SlotStore(Path(state_dir) / MODELS_SUBDIR, factory_dir)
         self.trusted = keys.trusted_keyring(trusted_keys)
         self.health_s = float(health_s)
         self.allow_downgrade = bool(allow_downgrade)

@@ -1,6 +1,6 @@
 """A/B model slots in the device's state folder, switched atomically.
 
-Layout under the state dir::
+Layout under ``<state dir>/models`` (the rest of the state dir is the spool's)::
 
     slots/a/            manifest.json + model files (factory models seed it on first boot)
     slots/b/
@@ -25,6 +25,7 @@ from models import MODELS_DIR
 
 log = logging.getLogger(__name__)
 
+MODELS_SUBDIR = "models"  # under the state dir
 SLOTS = ("a", "b")
 ACTIVE = "active"
 JOURNAL = "provision.json"
@@ -54,14 +55,14 @@ def factory_files(factory_dir: Path) -> tuple[dict, dict[str, Path]]:
     if (factory_dir / "manifest.json").is_file():
         manifest = load_manifest(factory_dir)
     else:
-        from device.detector import default_detector_path, float_detector_path
+        from device.detector import DEFAULT_VARIANT, default_detector_path, float_detector_path
 
         det = default_detector_path()
         det = det if det.is_file() else float_detector_path()
         if not det.is_file():
             raise ModelError(f"no factory models in {factory_dir}")
-        manifest = {"version": "factory", "detector": {"file": det.name, "sha256": sha256_file(det)},
-                    "_source": {det.name: str(det)}}
+        manifest = {"version": "factory", "_source": {det.name: str(det)}, "detector": {
+            "file": det.name, "sha256": sha256_file(det), "variant": DEFAULT_VARIANT}}
     sources = manifest.pop("_source", {})
     files = {}
     for role in ("detector", "analyzer"):
@@ -75,12 +76,12 @@ class SlotStore:
     """The two model slots, the ``active`` pointer and the provisioning journal.
 
     Args:
-        state_dir: the device's state folder (``[state] dir``).
+        root: the slots' folder, ``<[state] dir>/models`` on a device.
         factory_dir: the models shipped with the software, seeding slot a on first boot.
     """
 
-    def __init__(self, state_dir: str | os.PathLike, factory_dir: Path = MODELS_DIR):
-        self.root = Path(state_dir)
+    def __init__(self, root: str | os.PathLike, factory_dir: Path = MODELS_DIR):
+        self.root = Path(root)
         self.factory_dir = Path(factory_dir)
         self.journal_path = self.root / JOURNAL
 

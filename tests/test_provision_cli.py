@@ -149,8 +149,8 @@ def test_flash_target_card(tmp_path, bundles, signing_key, capsys):
     card = tmp_path / "card"
     assert main(["flash", str(path), "--target", str(card), "--pubkey",
                  str(signing_key[1])]) == 0
-    assert os.readlink(card / "active") == os.path.join("slots", "b")
-    assert json.loads((card / "provision.json").read_text())["trial_on_boot"] is True
+    assert os.readlink(card / "models" / "active") == os.path.join("slots", "b")
+    assert json.loads((card / "models" / "provision.json").read_text())["trial_on_boot"] is True
     path.write_bytes(bundles["untrusted"])
     assert main(["flash", str(path), "--target", str(tmp_path / "card2"), "--pubkey",
                  str(signing_key[1])]) == 1

@@ -137,10 +137,10 @@ def test_boot_falls_back_when_the_active_slot_fails(rig, bundles, factory, tmp_p
     rig.handle(bundles["v2"])
     run_frames(rig, 40)
     (rig.store.slot_dir("b") / "face_detection_short_range.tflite").write_bytes(b"garbage")
-    p = Provisioner(rig.store.root, factory_dir=factory)
+    p = Provisioner(rig.store.root.parent, factory_dir=factory)
     assert p.boot() == rig.store.slot_dir("a") and p.store.active() == "a"
     (rig.store.slot_dir("a") / "face_detection_short_range.tflite").write_bytes(b"garbage")
-    assert Provisioner(rig.store.root, factory_dir=factory).boot() == factory
+    assert Provisioner(rig.store.root.parent, factory_dir=factory).boot() == factory
 
 
 def test_card_install_is_tried_at_next_boot(tmp_path, factory, signing_key, bundles):
