@@ -8,7 +8,8 @@ frames without error the switch is confirmed (``applied``); an error rolls back 
 
 Every step is written to a journal first, so ``boot()`` after a kill at any point finds a model
 set that passes its self-test: an unfinished staging is discarded, an unconfirmed switch is
-undone. ``KIOSK_PROVISION_CRASH_AT=<step>`` makes the process die at that step (tests).
+undone. ``KIOSK_PROVISION_CRASH_AT=<step>`` makes the process die at that step (tests): received,
+staged, kat_passed or switched.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ from provisioning.bundle import Bundle, read_bundle, version_key
 log = logging.getLogger(__name__)
 
 CRASH_ENV = "KIOSK_PROVISION_CRASH_AT"
-STEPS = ("received", "staged", "kat_passed", "switched")
 NO_FRAMES_GRACE_S = 60.0  # after health_s, how long to wait for a first frame before giving up
 
 
@@ -73,20 +73,14 @@ class Provisioner:
                  app_version: str = device.__version__):
         self.store = SlotStore(Path(state_dir) / MODELS_SUBDIR, factory_dir)
         self.trusted = keys.trusted_keyring(trusted_keys)
-        self.health_s = float(health_s)
-        self.allow_downgrade = bool(allow_downgrade)
-        self.reload = reload
-        self.self_test = self_test
-        self.clock = clock
-        self.app_version = app_version
-        self._publish = publish
+        self.health_s, self.allow_downgrade = float(health_s), bool(allow_downgrade)
+        self.reload, self.self_test, self.clock = reload, self_test, clock
+        self.app_version, self._publish = app_version, publish
         self._unsent: list[tuple[str, dict]] = []
         self._watch: dict | None = None
         self._sha: str | None = None  # of the bundle being handled
         self._lock = threading.RLock()
         self.models_dir: Path | None = None
-
-    # --- messages -------------------------------------------------------------------------
 
     def attach(self, publish: Callable[[str, dict], None]) -> None:
         """Set the publisher and send what was kept for it (outcomes found at boot)."""
@@ -110,8 +104,6 @@ class Provisioner:
 
     def _progress(self, version: str | None, step: str) -> None:
         self._send("progress", {"bundle_version": version, "step": step})
-
-    # --- boot -----------------------------------------------------------------------------
 
     @property
     def model_version(self) -> str | None:
@@ -165,27 +157,20 @@ class Provisioner:
             self._watch = None
             self.store.clear_journal()
 
-    # --- a bundle arrives -----------------------------------------------------------------
-
     def handle(self, data: bytes, allow_downgrade: bool | None = None,
                offline: bool = False) -> dict:
-        """Check and install a bundle.
+        """Check and install a bundle (``allow_downgrade`` overrides the setting for this one).
 
-        Args:
-            data: the bundle file's bytes.
-            allow_downgrade: overrides the configured setting for this bundle.
-            offline: installing onto a card (the device is not running): switch, and leave the
-                trial to the device's next boot.
-        Returns:
-            The outcome, or ``{"outcome": "pending"}`` while the new models are on trial (the
-            final outcome is published by ``poll``), or ``"installed"`` when ``offline``.
+        ``offline``: installing onto a card; the trial is left to the device's next boot.
+        Returns the outcome, ``"pending"`` while the new models are on trial (``poll`` publishes
+        the final one), or ``"installed"`` when ``offline``.
         """
         with self._lock:
+            self._sha = hashlib.sha256(data).hexdigest()
             if self._watch is not None:
                 return self._send("result", result(None, "rejected", "busy: models "
                                   f"{self._watch['version']} are still on trial"))
             self.store.ensure()
-            self._sha = hashlib.sha256(data).hexdigest()
             try:
                 bundle = self._accept(data, self.allow_downgrade if allow_downgrade is None
                                       else allow_downgrade)
@@ -258,8 +243,6 @@ class Provisioner:
         self.models_dir = folder
         if self.reload is not None:
             self.reload(folder)
-
-    # --- health watch ---------------------------------------------------------------------
 
     def _start_watch(self, version, slot, previous) -> None:
         self._watch = {"version": version, "slot": slot, "previous": previous, "sha": self._sha,

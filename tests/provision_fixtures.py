@@ -31,8 +31,12 @@ def make_models(folder: Path, version: str = "1.0.0", detector: Path = DETECTOR)
     return folder
 
 
-def broken_copy(src: Path, dst: Path) -> Path:
-    """A copy of a TFLite model that still loads but answers differently (one kernel negated)."""
+def broken_copy(src: Path, dst: Path, min_size: int = 1000, every: bool = False) -> Path:
+    """A copy of a TFLite model that still loads but answers differently.
+
+    The largest constant tensor (``every``: each one with more than ``min_size`` values) is
+    negated in place, found by its bytes, so the flatbuffer stays valid.
+    """
     from ai_edge_litert.interpreter import Interpreter
 
     data = bytearray(src.read_bytes())
@@ -43,18 +47,20 @@ def broken_copy(src: Path, dst: Path) -> Path:
     noise = np.random.default_rng(0).uniform(-1, 1, inp["shape"])
     it.set_tensor(inp["index"], noise.astype(inp["dtype"]))
     it.invoke()
-    best = None
+    found = []
     for d in it.get_tensor_details():
         try:
             t = it.get_tensor(d["index"])
         except ValueError:
             continue
-        at = bytes(data).find(t.tobytes()) if t.size > 1000 else -1
-        if at >= 0 and (best is None or t.size > best[1].size):
-            best = (at, t)
-    at, t = best
-    flipped = -t if t.dtype.kind == "f" else np.clip(-t.astype(np.int32), -127, 127).astype(t.dtype)
-    data[at:at + t.nbytes] = flipped.tobytes()
+        at = bytes(data).find(t.tobytes()) if t.size > min_size else -1
+        if at >= 0:
+            found.append((at, t))
+    if not every:
+        found = [max(found, key=lambda f: f[1].size)]
+    for at, t in found:
+        flipped = -t if t.dtype.kind == "f" else np.clip(-t.astype(np.int64), -127, 127)
+        data[at:at + t.nbytes] = flipped.astype(t.dtype).tobytes()
     dst.write_bytes(bytes(data))
     return dst
 

@@ -163,3 +163,30 @@ def test_kat_catches_a_changed_model(bundles, tmp_path, ring):
                                                             kat=b.manifest["kat"])))
     problems = kat.self_test(tmp_path)
     assert problems and "detector" in problems[0]
+
+
+@pytest.mark.slow
+def test_attribute_model_known_answers(tmp_path, signing_key, ring):
+    """With a (tiny, TensorFlow-made) multi-head model the bundle records each head's outputs."""
+    pytest.importorskip("tensorflow")
+    from device.manifest import sha256_file
+    from provisioning.build import build_bundle
+    from provisioning.cli import unpack
+    from tests.provision_fixtures import broken_copy
+    from tests.tiny_models import make_models_dir
+
+    models = make_models_dir(tmp_path / "models")
+    b = read_bundle(build_bundle(models, signing_key[0], "5.0.0"), ring)
+    answers = b.manifest["kat"]["analyzer"]
+    assert len(answers["faces"]) >= 2 and set(answers["outputs"]) == {"age", "gender", "emotion"}
+    assert b.manifest["models"]["analyzer"]["age_groups"]
+    (tmp_path / "slot").mkdir()
+    folder = unpack(b, tmp_path / "slot")
+    assert kat.self_test(folder) == []
+    name = b.manifest["models"]["analyzer"]["file"]
+    broken_copy(models / name, folder / name, min_size=4, every=True)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["analyzer"]["sha256"] = sha256_file(folder / name)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    problems = kat.self_test(folder)
+    assert problems and "head differs" in " ".join(problems), problems

@@ -129,8 +129,13 @@ def test_no_frames_at_all_rolls_back(rig, bundles):
 
 
 def test_second_bundle_while_on_trial_is_refused(rig, bundles):
+    import hashlib
+
     rig.handle(bundles["v2"])
-    assert "busy" in rig.handle(bundles["v3"])["reason"]
+    out = rig.handle(bundles["v3"])
+    assert "busy" in out["reason"]
+    assert out["bundle_sha256"] == hashlib.sha256(bundles["v3"]).hexdigest()
+    assert run_frames(rig, 40)["bundle_sha256"] == hashlib.sha256(bundles["v2"]).hexdigest()
 
 
 def test_boot_falls_back_when_the_active_slot_fails(rig, bundles, factory, tmp_path):
