@@ -40,7 +40,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_durable(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temp file, fsync it, rename it in place, fsync the folder."""
+    """Write ``data`` via a temp file: fsync it, rename it in place, fsync the folder."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)

@@ -62,7 +62,7 @@ class Bundle:
 
 
 def version_key(version: str) -> tuple:
-    """Sort key for versions like ``2026.12.01``, ``1.2.10`` or ``1.3rc1`` (numbers compare as numbers)."""
+    """Sort key for versions like ``2026.12.01``, ``1.2.10``, ``1.3rc1`` (numbers as numbers)."""
     parts = re.findall(r"\d+|[A-Za-z]+", str(version))
     return tuple((0, int(p), "") if p.isdigit() else (-1, 0, p) for p in parts)
 
@@ -144,7 +144,7 @@ def read_bundle(data: bytes, trusted=None) -> Bundle:
     files = {}
     for name, meta in listed.items():
         if name not in members:
-            raise BundleError(f"model file {name} listed in the manifest is missing from the bundle")
+            raise BundleError(f"model file {name} listed in the manifest is not in the bundle")
         blob = _read(zf, members[name], MAX_MEMBER)
         if len(blob) != meta["size"] or hashlib.sha256(blob).hexdigest() != meta["sha256"]:
             raise BundleError(f"model file {name} does not match its sha256 in the signed "

@@ -1,11 +1,11 @@
 """``kiosk-provision`` / ``python -m provisioning``: keys, bundles, flashing and fleet status.
 
     kiosk-provision keygen --out keys/
-    kiosk-provision build models/ --key keys/signing.key --version 2026.12.01 -o models-2026.12.01.kbundle
-    kiosk-provision verify models-2026.12.01.kbundle --pubkey keys/signing.pub
-    kiosk-provision flash models-2026.12.01.kbundle --mqtt broker:1883 --device kiosk-01 [--device ...]
-    kiosk-provision flash models-2026.12.01.kbundle --mqtt broker:1883 --all
-    kiosk-provision flash models-2026.12.01.kbundle --target /media/sd/var/lib/audience-kiosk --pubkey keys/signing.pub
+    kiosk-provision build models/ --key keys/signing.key --version 2026.12.01 -o m.kbundle
+    kiosk-provision verify m.kbundle --pubkey keys/signing.pub
+    kiosk-provision flash m.kbundle --mqtt broker:1883 --device kiosk-01 [--device ...]
+    kiosk-provision flash m.kbundle --mqtt broker:1883 --all
+    kiosk-provision flash m.kbundle --target /media/sd/var/lib/audience-kiosk --pubkey k.pub
     kiosk-provision status --mqtt broker:1883
 
 Exit status: 0 when everything asked for succeeded, 1 when a bundle, device or check failed,

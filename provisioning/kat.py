@@ -91,7 +91,7 @@ def _score_atol(det: FaceDetector) -> float:
 
 
 def faces_for(picture: np.ndarray, dets, size: int, gray: bool) -> list[np.ndarray]:
-    """A few aligned crops: the first detected face, its mirror and a darker copy, and a drawn face."""
+    """Aligned crops: the first detected face, its mirror, a darker copy, and a drawn face."""
     crops = []
     if dets:
         base = align_face(picture, dets[0].right_eye, dets[0].left_eye, size, gray=gray)
@@ -111,7 +111,8 @@ def record(models_dir: Path) -> dict:
     top = np.argsort(-logits)[:FINGERPRINT]
     kat = {"detector": {
         "picture": png_b64(picture), "detections": [_det_dict(d) for d in dets],
-        "fingerprint": {"index": top.tolist(), "value": np.round(logits[top].astype(float), 4).tolist(),
+        "fingerprint": {"index": top.tolist(),
+                        "value": np.round(logits[top].astype(float), 4).tolist(),
                         "atol": round(_score_atol(det), 4)},
         "tolerance": {"box_px": BOX_PX, "score": SCORE_TOL}}}
     if manifest.get("analyzer"):

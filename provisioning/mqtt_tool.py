@@ -6,7 +6,7 @@ Topics (``<root>`` is ``kiosk``)::
     <root>/<id>/availability        retained "online" / "offline" (the appliance's last will)
     <root>/<id>/provision/bundle    the bundle file's bytes (QoS 1, never retained)
     <root>/<id>/provision/progress  {"step": "received" | "staged" | "kat_passed" | "switched", ...}
-    <root>/<id>/provision/result    {"outcome": "applied" | "rejected" | "rolled_back", "reason", ...}
+    <root>/<id>/provision/result    {"outcome": "applied" | "rejected" | "rolled_back", ...}
 """
 
 from __future__ import annotations
