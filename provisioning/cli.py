@@ -103,15 +103,20 @@ def cmd_flash(args) -> int:
 
     session = mqtt_tool.Session(broker_options(args))
     try:
-        ids = args.device or []
+        ids, results = args.device or [], {}
         if args.all:
             table = mqtt_tool.device_table(session, args.discover_s)
             ids = sorted(table)
             print(f"found {len(ids)} device(s): {', '.join(ids) or 'none'}")
+            for d in [d for d in ids if table[d].get("availability") == "offline"]:
+                print(f"{d}: OFFLINE (its last will says so); not sent")
+                results[d] = {"outcome": "offline"}
         if not ids:
             print("no devices to flash", file=sys.stderr)
             return 1
-        results = mqtt_tool.flash(session, data, ids, args.timeout)
+        online = [d for d in ids if d not in results]
+        if online:
+            results.update(mqtt_tool.flash(session, data, online, args.timeout))
     finally:
         session.close()
     failed = sorted(d for d, r in results.items() if r.get("outcome") != "applied")

@@ -222,3 +222,20 @@ def test_kill_at_each_step_restarts_on_working_models(tmp_path, appliance, watch
     watch.publish("kiosk/k1/provision/bundle", bundles["v2"])
     assert watch.wait_for(lambda lst: any(json.loads(p)["outcome"] == "applied" for p in
                                           lst.payloads("kiosk/k1/provision/result")), 30)
+
+
+def test_flash_all_skips_devices_whose_last_will_says_offline(tmp_path, watch, mosquitto,
+                                                              bundles, capsys):
+    watch.publish("kiosk/k9/status", json.dumps({"model_version": "1.0.0"}), retain=True)
+    watch.publish("kiosk/k9/availability", "offline", retain=True)
+    assert flash(tmp_path, bundles["v2"], mosquitto, "--all") == 1
+    out = capsys.readouterr().out
+    assert "k9: OFFLINE" in out and "0 of 1 device(s) applied" in out
+    assert main(["status", "--mqtt", broker_arg(mosquitto)]) == 0
+    assert "k9" in capsys.readouterr().out
+
+
+def test_flash_needs_one_destination(tmp_path, bundles):
+    with pytest.raises(SystemExit) as info:
+        main(["flash", "x.kbundle", "--device", "k1"])
+    assert info.value.code == 2
