@@ -42,7 +42,8 @@ class WatchedPipeline:
     def process(self, frame):
         inner, prov = self.inner, self.provisioner
         try:
-            if os.environ.get(FAULT_ENV) == str(inner.model_version):
+            fault = os.environ.get(FAULT_ENV)
+            if fault and fault == str(inner.model_version):
                 raise RuntimeError(f"injected fault for models {inner.model_version}")
             out = inner.process(frame)
         except Exception as exc:
