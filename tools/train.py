@@ -82,6 +82,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.keras")
     ap.add_argument("--limit", type=int, default=0, help="use only this many train faces (smoke)")
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--bn-momentum", type=float, default=0.9)
+    ap.add_argument("--bn-faces", type=int, default=2048,
+                    help="clean train faces that batch-norm statistics are recomputed on")
     return ap.parse_args(argv)
 
 
@@ -95,7 +98,8 @@ def main(argv=None) -> int:
     from tools.model_def import build_model
     from tools.prepare import load_cache
     from tools.training import losses  # noqa: F401  registers the losses for load_model
-    from tools.training.data import split_indices, train_dataset
+    from tools.training.batchnorm import recalibrate, set_momentum
+    from tools.training.data import as_input, split_indices, train_dataset
     from tools.training.validation import evaluate_keras, selection_score
 
     keras.utils.set_random_seed(args.seed)
@@ -120,11 +124,15 @@ def main(argv=None) -> int:
         compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2))
         print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
               f"val {len(val_idx)}", flush=True)
+    set_momentum(model, args.bn_momentum)
+    rng = np.random.default_rng(args.seed)
+    bn_faces = as_input(data["x"][rng.permutation(train_idx)[:args.bn_faces]])
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
         ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment)
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
+        recalibrate(model, bn_faces)
         metrics = evaluate_keras(model, data, val_idx)
         metrics["loss"] = float(hist.history["loss"][-1])
         score = selection_score(metrics)
