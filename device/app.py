@@ -83,13 +83,18 @@ class App:
             self._pipeline = ProvisionHook(self).pipeline()
         self._pipeline.self_test()
         p = self._pipeline
-        self.board.set(model_version=str(p.model_version), accelerator=str(p.accelerator),
-                       analyzer_available=bool(getattr(p, "analyzer_available", False)))
+        self._refresh_model_info()
         if self.cfg.mqtt.discovery:
             self.publisher.set_discovery(discovery_messages(
                 self.topics, self.cfg.device.id, self.cfg.device.name,
                 self.cfg.mqtt.discovery_prefix, str(p.model_version)))
         return p
+
+    def _refresh_model_info(self) -> None:
+        """Model facts for status and windows (provisioning may swap models while running)."""
+        p = self._pipeline
+        self.board.set(model_version=str(p.model_version), accelerator=str(p.accelerator),
+                       analyzer_available=bool(getattr(p, "analyzer_available", False)))
 
     def _build_tracking(self):
         from device.aggregate import WindowAggregator
@@ -166,6 +171,7 @@ class App:
         start, end, frames = self._win_wall, time.time(), self.window_frames
         aggregates = self.aggregator.close(start, end)
         self.open_window()
+        self._refresh_model_info()
         model = self.board.get("model_version")
 
         def payload(seq: int) -> str:

@@ -8,6 +8,7 @@ while the broker is down: outage tests use it to see every window the appliance 
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -32,7 +33,10 @@ class Broker:
         self.host, self.port = "127.0.0.1", _free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
+        # as root, Debian's mosquitto drops to user "mosquitto", which cannot write our tmp dir
+        # (the persistence file): stay the user we are
         lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+                 f"user {getpass.getuser()}",
                  f"persistence {'true' if persistence else 'false'}"]
         if persistence:
             lines += [f"persistence_location {workdir}/", "autosave_interval 3600"]

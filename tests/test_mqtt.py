@@ -128,7 +128,9 @@ def test_broker_outage_loses_nothing_and_keeps_order(mosquitto_persistent, liste
         time.sleep(0.3)
     assert spool.depth >= 3
     broker.start()
-    assert sub.wait_for(lambda s: set(seqs(s, topics)) >= {1, 2, 3, 4}, 20)
+    ok = sub.wait_for(lambda s: set(seqs(s, topics)) >= {1, 2, 3, 4}, 20)
+    assert ok, (seqs(sub, topics), spool.depth, pub._inflight, pub.comm.connected,
+                broker.log.read_text())
     got = seqs(sub, topics)
     assert sorted(set(got)) == [1, 2, 3, 4]
     assert [s for s in got if s > 1] == sorted(s for s in got if s > 1)
@@ -154,7 +156,9 @@ def test_parse_command_names_the_problem(payload, problem):
 def test_commands_over_mqtt_ping_status_and_malformed(mosquitto, listen, stack):
     pub, spool, topics = stack(mosquitto)
     pub.start()
-    sub = listen(mosquitto, [topics.cmd_result])
+    sub = listen(mosquitto, [topics.cmd_result, topics.status])
+    # the retained status comes after the publisher's SUBSCRIBE to cmd: commands will be heard
+    assert sub.wait_for(lambda s: s.payloads(topics.status), 10)
     sub.publish(topics.cmd, json.dumps({"id": "a1", "cmd": "ping"}))
     sub.publish(topics.cmd, json.dumps({"id": 2, "cmd": "status"}))
     for payload, _ in BAD_COMMANDS:
