@@ -29,17 +29,20 @@ def _free_port() -> int:
 class Broker:
     """A mosquitto process the test controls. ``host``/``port`` stay the same across restarts."""
 
-    def __init__(self, workdir: Path, persistence: bool = False):
+    def __init__(self, workdir: Path, persistence: bool = False, extra: list[str] = (),
+                 anonymous: bool = True):
         self.host, self.port = "127.0.0.1", _free_port()
         self.workdir = workdir
         self.conf = workdir / "mosquitto.conf"
         # as root, Debian's mosquitto drops to user "mosquitto", which cannot write our tmp dir
         # (the persistence file): stay the user we are
-        lines = [f"listener {self.port} 127.0.0.1", "allow_anonymous true",
+        lines = [f"listener {self.port} 127.0.0.1",
+                 f"allow_anonymous {'true' if anonymous else 'false'}",
                  f"user {getpass.getuser()}",
                  f"persistence {'true' if persistence else 'false'}"]
         if persistence:
             lines += [f"persistence_location {workdir}/", "autosave_interval 3600"]
+        lines += list(extra)  # e.g. TLS and password options for the listener above
         self.conf.write_text("\n".join(lines) + "\n")
         self.log = workdir / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
@@ -106,7 +109,9 @@ class Listener:
     ``clean_session=False`` with a fixed ``client_id`` makes it a durable QoS 1 consumer.
     """
 
-    def __init__(self, broker: Broker, topics, client_id: str = "", clean_session: bool = True):
+    def __init__(self, broker: Broker, topics, client_id: str = "", clean_session: bool = True,
+                 username: str | None = None, password: str | None = None,
+                 ca_file: str | None = None):
         import threading
 
         import paho.mqtt.client as mqtt
@@ -118,6 +123,10 @@ class Listener:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   clean_session=clean_session)
         self.client.reconnect_delay_set(1, 1)
+        if username:
+            self.client.username_pw_set(username, password)
+        if ca_file:
+            self.client.tls_set(ca_certs=ca_file)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.subscribed = threading.Event()

@@ -202,3 +202,80 @@ def test_derived_fields():
     assert female_share(None) is None
     assert dominant_emotion({"happy": 2, "sad": 1, "unknown": 5}) == "happy"
     assert dominant_emotion({"happy": 0, "unknown": 5}) is None
+
+
+def _tls_files(folder):
+    """A throw-away CA and a server certificate for 127.0.0.1 (PEM files)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    def cert(subject, key, issuer, issuer_key, ca):
+        now = datetime.datetime.now(datetime.UTC)
+        builder = (x509.CertificateBuilder().subject_name(name(subject)).issuer_name(name(issuer))
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=1))
+                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if not ca:
+            builder = builder.add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = cert("test CA", ca_key, "test CA", ca_key, True)
+    srv = cert("127.0.0.1", srv_key, "test CA", ca_key, False)
+    pem = serialization.Encoding.PEM
+    files = {"ca.crt": ca.public_bytes(pem), "server.crt": srv.public_bytes(pem),
+             "server.key": srv_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                                 serialization.NoEncryption())}
+    for fname, data in files.items():
+        (folder / fname).write_bytes(data)
+    return {k: str(folder / k) for k in files}
+
+
+def test_tls_and_password_auth_against_a_real_broker(tmp_path, tmp_path_factory, listen, stack,
+                                                     caplog):
+    import subprocess
+
+    from tests.conftest import Broker
+
+    secret = "tls-Pa55-wordX"
+    work = tmp_path_factory.mktemp("tlsbroker")
+    files = _tls_files(work)
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(work / "passwd"), "kiosk", secret],
+                   check=True, capture_output=True)
+    broker = Broker(work, anonymous=False, extra=[f"password_file {work / 'passwd'}",
+                                 f"cafile {files['ca.crt']}", f"certfile {files['server.crt']}",
+                                 f"keyfile {files['server.key']}"])
+    broker.start()
+    try:
+        caplog.set_level(logging.DEBUG)
+        (tmp_path / "pw").write_text(secret)
+        pub, spool, topics = stack(broker, username="kiosk", password_file=str(tmp_path / "pw"),
+                                   tls={"ca_file": files["ca.crt"]})
+        sub = listen(broker, [topics.prefix + "#"], username="kiosk", password=secret,
+                     ca_file=files["ca.crt"])
+        pub.start()
+        spool_window(spool, topics)
+        pub.notify()
+        assert sub.wait_for(lambda s: s.payloads(topics.audience), 15)
+        assert secret not in caplog.text
+        # a wrong password: refused, reported without the password, the window stays spooled
+        (tmp_path / "pw2").write_text("wrong-" + secret)
+        bad, _, _ = stack(broker, username="kiosk", password_file=str(tmp_path / "pw2"),
+                                  tls={"ca_file": files["ca.crt"]}, client_id="bad")
+        bad.start()
+        time.sleep(1.5)
+        assert not bad.comm.connected
+        assert "broker refused the connection" in caplog.text
+        assert secret not in caplog.text
+    finally:
+        broker.stop()
