@@ -41,7 +41,7 @@ class App:
         cfg: a completed :class:`device.config.Config`.
         pipeline: object with ``process``/``self_test``/``accelerator``/``model_version``;
             None builds the real :class:`device.pipeline.VisionPipeline`.
-        open_source: ``(spec, loop, pace) -> FrameSource``; None: :func:`device.sources.open_source`.
+        open_source: ``(spec, loop, pace) -> FrameSource``; None: ``device.sources.open_source``.
         comm, leds, sink: MQTT communicator, LEDs and display sink; None builds them from ``cfg``.
         max_frames, duration_s: stop cleanly after this many frames / seconds.
         reload: ``() -> Config`` re-reading the configuration for ``reload-config``.
@@ -209,9 +209,14 @@ def run_main(args) -> int:
     except ConfigError as exc:
         print(f"ConfigError: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    app = App(cfg, max_frames=getattr(args, "max_frames", None),
-              duration_s=getattr(args, "duration", None),
-              reload=lambda: load_config(args.config, overrides))
+    try:
+        app = App(cfg, max_frames=getattr(args, "max_frames", None),
+                  duration_s=getattr(args, "duration", None),
+                  reload=lambda: load_config(args.config, overrides))
+    except SpoolError as exc:
+        print(f"kiosk: error: {exc} (set [state] dir or --state-dir to a writable folder)",
+              file=sys.stderr)
+        return EXIT_CONFIG
     _install_signals(app)
     code = app.run()
     if app.reload_requested:

@@ -223,7 +223,8 @@ def finish(cfg: Config) -> Config:
                           "frames to disk) unless [privacy] debug_snapshots = true")
     state = Path(cfg.state.dir)
     spool = replace(cfg.spool, path=cfg.spool.path or str(state / "spool.db"))
-    privacy = replace(cfg.privacy, snapshot_dir=cfg.privacy.snapshot_dir or str(state / "snapshots"))
+    snapshots = cfg.privacy.snapshot_dir or str(state / "snapshots")
+    privacy = replace(cfg.privacy, snapshot_dir=snapshots)
     models = replace(cfg.models, dir=cfg.models.dir or str(Path(__file__).resolve().parents[1]
                                                            / "models"))
     return replace(cfg, device=device, mqtt=mqtt, spool=spool, privacy=privacy, models=models)
@@ -241,7 +242,8 @@ def read_toml(path: str | Path) -> dict:
         raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from exc
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, object] | None = None) -> Config:
+def load_config(path: str | Path | None = None,
+                overrides: dict[str, object] | None = None) -> Config:
     """Read, validate and complete the configuration.
 
     Args:
@@ -267,7 +269,8 @@ def load_config(path: str | Path | None = None, overrides: dict[str, object] | N
     return finish(cfg)
 
 
-def check_config_main(path: str | Path, overrides: dict[str, object] | None = None, out=None) -> int:
+def check_config_main(path: str | Path, overrides: dict[str, object] | None = None,
+                      out=None) -> int:
     """``kiosk check-config FILE``: validate and print the effective configuration.
 
     Returns 0 when valid, 2 when not (the message names the key). Secrets are never printed.

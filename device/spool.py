@@ -95,7 +95,8 @@ class Spool:
         """Unacknowledged messages with ``seq > after``, oldest first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, topic, payload, created FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                "SELECT seq, topic, payload, created FROM outbox WHERE seq > ? "
+                "ORDER BY seq LIMIT ?",
                 (after, limit)).fetchall()
         return [SpooledMessage(*r) for r in rows]
 
@@ -105,7 +106,7 @@ class Spool:
             self._db.execute("DELETE FROM outbox WHERE seq=?", (seq,))
 
     def prune(self) -> int:
-        """Drop messages older than ``max_age_s``; return how many (also added to :attr:`dropped`)."""
+        """Drop messages older than ``max_age_s``; return how many (added to :attr:`dropped`)."""
         cutoff = self.clock() - self.max_age_s
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")

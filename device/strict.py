@@ -37,7 +37,7 @@ class StrictLoader:
         self.base, self.path_keys, self.hints = base, set(path_keys), dict(hints or {})
 
     def sections(self, cls, raw: dict) -> dict:
-        """Convert each top-level table of ``raw`` into the dataclass that ``cls`` declares for it."""
+        """Convert each top-level table of ``raw`` into the dataclass ``cls`` declares for it."""
         out = {}
         names = [f.name for f in _public(cls)]
         hints = typing.get_type_hints(cls)

@@ -6,7 +6,6 @@ the end drives the App with a fake pipeline and a failing source (camera-lost ba
 """
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -229,7 +229,8 @@ def _tls_files(folder):
                 [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         return builder.sign(issuer_key, hashes.SHA256())
 
-    ca_key, srv_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    srv_key = ec.generate_private_key(ec.SECP256R1())
     ca = cert("test CA", ca_key, "test CA", ca_key, True)
     srv = cert("127.0.0.1", srv_key, "test CA", ca_key, False)
     pem = serialization.Encoding.PEM

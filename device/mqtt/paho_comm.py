@@ -88,7 +88,8 @@ class PahoCommunicator(Communicator):
         return self._connected.is_set()
 
     def start(self) -> None:
-        log.info("MQTT: connecting to %s:%d as %s", self.cfg.host, self.cfg.port, self.cfg.client_id)
+        cfg = self.cfg
+        log.info("MQTT: connecting to %s:%d as %s", cfg.host, cfg.port, cfg.client_id)
         self._client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self._client.loop_start()
 

@@ -122,7 +122,8 @@ class Publisher:
                 self._acked.add(arg)
         elif kind == "cmd":
             result = handle_command(arg, self.handlers)
-            log.info("command %s -> %s", result.get("cmd"), "ok" if result["ok"] else result["error"])
+            log.info("command %s -> %s", result.get("cmd"),
+                     "ok" if result["ok"] else result["error"])
             self._publish(self.topics.cmd_result, dumps(result))
         elif kind == "discovery":
             self.discovery = arg
