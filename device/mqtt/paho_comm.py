@@ -116,7 +116,7 @@ class PahoCommunicator(Communicator):
             log.warning("MQTT: broker refused the connection: %s", reason_code)
             return
         log.info("MQTT: connected to %s:%d", self.cfg.host, self.cfg.port)
-        for topic, (_, qos) in self._subs.items():
+        for topic, (_, qos) in list(self._subs.items()):  # subscribe() may run meanwhile
             client.subscribe(topic, qos)
         self._connected.set()
         self._safe(self.on_connect)

@@ -105,8 +105,12 @@ class Publisher:
                 log.exception("MQTT publisher: unexpected error")
             if self._stop_deadline is not None:
                 return self._finish()
-            self._periodic()
-            self._pump()
+            try:
+                self._periodic()
+                self._pump()
+            except Exception:
+                log.exception("MQTT publisher: unexpected error")
+                time.sleep(1.0)  # do not spin on a persistent failure (e.g. a broken SD card)
 
     def _handle(self, kind: str, arg) -> None:
         if kind == "connected":
