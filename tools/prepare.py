@@ -92,9 +92,13 @@ def load_detector(path: str | None):
     """The device's face detector, or None when asked for none (``--detector none``)."""
     if path == "none":
         return None
-    from device.detector import FaceDetector, default_detector_path
+    from device.detector import FaceDetector, default_detector_path, float_detector_path
 
-    return FaceDetector(path or default_detector_path(), threads=1)
+    if path is None:
+        path = default_detector_path()
+        if not path.is_file():  # before the int8 detector ships: the same model in float
+            path = float_detector_path()
+    return FaceDetector(path, threads=1)
 
 
 def concat(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -116,8 +120,8 @@ def main(argv=None) -> int:
                     help="FER+ folder holding FER2013Train, FER2013Valid and fer2013_labels.csv")
     ap.add_argument("--out", type=Path, required=True, help="cache .npz (keep it outside the repo)")
     ap.add_argument("--detector", default=None,
-                    help="detector .tflite (default: the installed one); 'none' aligns UTKFace "
-                         "chips on their canonical eye positions only")
+                    help="detector .tflite (default: the installed int8 one, else its float "
+                         "source); 'none' aligns UTKFace chips on their canonical eyes only")
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0)

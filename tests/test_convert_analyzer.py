@@ -1,0 +1,140 @@
+"""``python -m tools.convert analyzer``: int8 conversion, the float/int8 gate, manifest, Edge TPU."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from tools.convert import analyzer as conv
+from tools.convert.edgetpu import compile_for_edgetpu, compiler_command, parse_op_counts
+from tools.evaluation.manifest import update_manifest
+
+pytest.importorskip("tensorflow")
+
+COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
+Input model: /m/face_detector_full_int8.tflite
+Input size: 300.00KiB
+Number of operations that will run on Edge TPU: 70
+Number of operations that will run on CPU: 2
+Input model: /m/multihead_int8.tflite
+Number of operations that will run on Edge TPU: 31
+Number of operations that will run on CPU: 0
+"""
+
+
+def test_gate_flags_accuracy_and_mae_losses():
+    f = {"utk_age_mae": 6.0, "utk_gender_acc": 0.90, "fer_emotion_acc_orig": 0.60, "utk_n": 10}
+    ok = {"utk_age_mae": 6.25, "utk_gender_acc": 0.895, "fer_emotion_acc_orig": 0.595}
+    assert conv.compare(f, ok) == []
+    bad = {"utk_age_mae": 6.4, "utk_gender_acc": 0.88, "fer_emotion_acc_orig": 0.60}
+    problems = conv.compare(f, bad)
+    assert len(problems) == 2
+    assert any("utk_age_mae" in p and "years" in p for p in problems)
+    assert any("utk_gender_acc" in p and "point" in p for p in problems)
+
+
+def test_auto_head_choice_follows_validation_numbers():
+    m = {"utk_age_mae": 6.0, "utk_age_reg_mae": 6.5, "fer_emotion_acc_orig": 0.60,
+         "fer_emotion_acc_ferplus": 0.75, "fer_emotion_orig_acc_orig": 0.64,
+         "fer_emotion_orig_acc_ferplus": 0.66}
+    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion")
+    assert conv.choose_heads(m, "age_reg", "emotion_orig") == ("age_reg", "emotion_orig")
+
+
+def test_edgetpu_skipped_when_compiler_not_on_path(tmp_path, caplog):
+    caplog.set_level("INFO")
+    assert compile_for_edgetpu([tmp_path / "a.tflite"], tmp_path, which=lambda name: None) is None
+    assert "not on PATH" in caplog.text
+
+
+def test_edgetpu_co_compiles_both_models_and_counts_ops(tmp_path):
+    seen = {}
+
+    def runner(cmd, **kw):
+        seen["cmd"] = cmd
+        return subprocess.CompletedProcess(cmd, 0, COMPILER_LOG, "")
+
+    models = [tmp_path / "face_detector_full_int8.tflite", tmp_path / "multihead_int8.tflite"]
+    counts = compile_for_edgetpu(models, tmp_path, which=lambda n: "/usr/bin/edgetpu_compiler",
+                                 runner=runner)
+    assert seen["cmd"] == compiler_command(models, tmp_path, "/usr/bin/edgetpu_compiler")
+    assert seen["cmd"][-2:] == [str(m) for m in models]  # one call: co-compiled
+    assert "--out_dir" in seen["cmd"]
+    assert counts == parse_op_counts(COMPILER_LOG)
+    assert counts["multihead_int8.tflite"] == {"tpu": 31, "cpu": 0}
+
+    def failing(cmd, **kw):
+        return subprocess.CompletedProcess(cmd, 1, "", "unsupported op")
+
+    with pytest.raises(RuntimeError, match="unsupported op"):
+        compile_for_edgetpu(models, tmp_path, which=lambda n: "edgetpu_compiler", runner=failing)
+
+
+def test_update_manifest_keeps_detector_and_other_keys(tmp_path):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"version": "x", "detector": {"file": "d.tflite"}, "kat": [1]}))
+    update_manifest(path, {"file": "a.tflite"}, {"v": 1})
+    data = json.loads(path.read_text())
+    assert data["detector"] == {"file": "d.tflite"} and data["kat"] == [1]
+    assert data["analyzer"] == {"file": "a.tflite"} and data["metrics"]["analyzer"] == {"v": 1}
+    fresh = tmp_path / "new" / "manifest.json"
+    fresh.parent.mkdir()
+    assert "detector" in update_manifest(fresh, {"file": "a.tflite"})
+
+
+@pytest.fixture(scope="module")
+def keras_model(tmp_path_factory):
+    """An untrained, narrow training model (5 heads) saved as .keras, and a tiny cache."""
+    from tests.test_train_smoke import write_tiny_cache
+    from tools.model_def import build_model
+
+    root = tmp_path_factory.mktemp("conv")
+    path = root / "m.keras"
+    build_model(width=0.25, head_units=16).save(path)
+    return path, write_tiny_cache(root / "faces.npz", n=40)
+
+
+def _args(tmp_path, keras_path, cache, **kw):
+    import argparse
+
+    p = argparse.ArgumentParser()
+    conv.add_arguments(p)
+    argv = ["--keras", str(keras_path), "--calib", str(cache), "--out",
+            str(tmp_path / "multihead_int8.tflite"), "--manifest", str(tmp_path / "manifest.json"),
+            "--calib-count", "16", "--report", str(tmp_path / "conv.json")]
+    return p.parse_args(argv + [f"--{k}={v}" for k, v in kw.items()])
+
+
+@pytest.mark.slow
+def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monkeypatch):
+    from device.analyzer import Analyzer
+    from device.runtime import TFLiteModel
+
+    monkeypatch.setattr(conv, "MAX_ACC_DROP", 1.0)  # an untrained model: check plumbing only
+    monkeypatch.setattr(conv, "MAX_MAE_RISE", 1e9)
+    (tmp_path / "manifest.json").write_text(json.dumps({"detector": {"file": "det.tflite"}}))
+    assert conv.run(_args(tmp_path, *keras_model, **{"age-head": "age"})) == 0
+    model = TFLiteModel(tmp_path / "multihead_int8.tflite")
+    assert {s.name for s in model.outputs} == {"age", "gender", "emotion"}
+    assert model.inputs[0].dtype == np.uint8 and model.inputs[0].shape == (1, 64, 64, 1)
+    assert all(s.dtype == np.int8 for s in model.outputs)
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["detector"] == {"file": "det.tflite"}
+    assert manifest["analyzer"]["heads"]["age"]["kind"] == "distribution"
+    report = json.loads((tmp_path / "conv.json").read_text())
+    assert report["age_head"] == "age" and "utk_gender_acc" in report["int8"]
+    out = Analyzer(tmp_path).analyze([np.zeros((64, 64), np.uint8)])[0]
+    assert 0 <= out.age <= 100 and abs(sum(out.emotions.values()) - 1) < 0.05
+
+
+@pytest.mark.slow
+def test_conversion_refused_leaves_manifest_alone(tmp_path, keras_model, monkeypatch, capsys):
+    monkeypatch.setattr(conv, "MAX_ACC_DROP", -1.0)  # any result "loses" accuracy
+    before = json.dumps({"detector": {"file": "det.tflite"}})
+    (tmp_path / "manifest.json").write_text(before)
+    assert conv.run(_args(tmp_path, *keras_model, **{"age-head": "age_reg"})) == 1
+    assert "int8 conversion rejected" in capsys.readouterr().out
+    assert (tmp_path / "manifest.json").read_text() == before

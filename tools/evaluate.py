@@ -1,0 +1,114 @@
+"""Evaluate the installed attribute model the way the appliance runs it.
+
+    python -m tools.evaluate --utkface DIR --ferplus .../FER2013Test --ck DIR --aaf DIR \
+        --model models/ --json eval.json --report eval.md --baseline pca
+
+UTKFace and All-Age-Faces images go through the device path (detector -> alignment -> analyzer;
+no face found: the whole image is analysed and counted as ``no_face``). FER and CK+ crops go
+straight to the analyzer, resized to its input. ``--baseline pca`` fits eigenfaces + a linear
+classifier on a ``tools.prepare`` cache (``--baseline-cache``) and reports it beside the model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from models import MODELS_DIR
+
+DEFAULT_BASELINE_CACHE = Path("/work/cache/faces.npz")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--utkface", type=Path, help="UTKFace chips folder")
+    ap.add_argument("--ferplus", type=Path,
+                    help="one FER+ split folder (label.csv); original labels from "
+                         "fer2013_labels.csv in its parent when present")
+    ap.add_argument("--ck", type=Path, help="CK+48 class folders")
+    ap.add_argument("--aaf", type=Path, help="All-Age-Faces root (uses image sets/val.txt)")
+    ap.add_argument("--model", type=Path, default=MODELS_DIR,
+                    help="models folder with manifest.json, or an analyzer .tflite beside one")
+    ap.add_argument("--json", type=Path, help="write the metrics here")
+    ap.add_argument("--report", type=Path, help="write a Markdown report (plots beside it)")
+    ap.add_argument("--baseline", choices=("pca",), help="also evaluate the eigenfaces baseline")
+    ap.add_argument("--baseline-cache", type=Path, default=DEFAULT_BASELINE_CACHE,
+                    help="tools.prepare cache the baseline is fitted on (its train split)")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many images per data set")
+    ap.add_argument("--threads", type=int, default=1)
+    return ap.parse_args(argv)
+
+
+def _limit(records, n):
+    return records[:n] if n else records
+
+
+def run(args) -> tuple[dict, dict]:
+    """(metrics, details) for every data set given on the command line."""
+    from tools import datasets as ds
+    from tools.evaluation import sets
+    from tools.evaluation.device_path import DevicePath, models_dir_for
+
+    models_dir, _tmp = models_dir_for(args.model)
+    path = DevicePath(models_dir, threads=args.threads)
+    baseline = None
+    if args.baseline == "pca":
+        from tools.baseline_pca import fit_from_cache
+        from tools.prepare import load_cache
+
+        baseline = fit_from_cache(load_cache(args.baseline_cache))
+    metrics, details = {}, {}
+    if args.utkface:
+        recs = _limit(ds.read_utkface(args.utkface).records, args.limit)
+        metrics["utkface"], details["utkface"] = sets.evaluate_utkface(recs, path, baseline)
+    if args.ferplus:
+        recs = _limit(ds.read_ferplus(args.ferplus).records, args.limit)
+        metrics["fer2013"], metrics["ferplus"], details["fer"] = sets.evaluate_fer(recs, path,
+                                                                                   baseline)
+    if args.ck:
+        recs = _limit(ds.read_ck48(args.ck).records, args.limit)
+        metrics["ck"], details["ck"] = sets.evaluate_ck(recs, path, baseline)
+    if args.aaf:
+        recs = _limit(ds.read_aaf(args.aaf).records, args.limit)
+        metrics["aaf"], details["aaf"] = sets.evaluate_aaf(recs, path, baseline)
+    if baseline is not None:
+        metrics["baseline_pca"] = baseline_metrics(details)
+    return metrics, details
+
+
+def baseline_metrics(details: dict) -> dict:
+    """The baseline's numbers, keyed like the model's."""
+    out = {}
+    for key in ("utkface", "aaf"):
+        if key in details:
+            out[key] = details[key]["baseline"]
+    if "fer" in details:
+        out.update(details["fer"]["baseline"])
+    if "ck" in details:
+        out["ck"] = details["ck"]["baseline"]
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if not any((args.utkface, args.ferplus, args.ck, args.aaf)):
+        print("give at least one of --utkface, --ferplus, --ck, --aaf", file=sys.stderr)
+        return 2
+    metrics, details = run(args)
+    text = json.dumps(metrics, indent=1)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    if args.report:
+        from tools.evaluation.report import write_report
+
+        write_report(args.report, metrics, details, command=" ".join(sys.argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

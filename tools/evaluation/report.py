@@ -1,0 +1,146 @@
+"""The Markdown evaluation report: headline table, confusion matrices, fairness table, plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from device.types import EMOTIONS, GENDERS
+from tools.training.metrics import confusion
+
+GENDER_SHADES = ("Buolamwini & Gebru, \"Gender Shades: Intersectional Accuracy Disparities in "
+                 "Commercial Gender Classification\", FAT* 2018")
+
+
+def _f(v, pct=False) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return f"{100 * v:.1f}%" if pct else f"{v:.2f}"
+
+
+def headline(metrics: dict) -> list[str]:
+    base = metrics.get("baseline_pca", {})
+    rows = ["| data set | n | metric | model | PCA baseline |", "|---|---|---|---|---|"]
+
+    def row(key, name, metric, pct):
+        m = metrics.get(key)
+        if m is None or metric not in m:
+            return
+        b = base.get(key, {}).get(metric)
+        rows.append(f"| {key} | {m.get('n', '')} | {name} | {_f(m[metric], pct)} | "
+                    f"{_f(b, pct) if b is not None else '–'} |")
+
+    row("utkface", "age MAE (years)", "age_mae", False)
+    row("utkface", "gender accuracy", "gender_acc", True)
+    row("utkface", "age-group accuracy", "age_group_acc", True)
+    row("fer2013", "accuracy (original labels)", "acc", True)
+    row("fer2013", "macro F1", "macro_f1", True)
+    row("ferplus", "accuracy (FER+ majority)", "acc", True)
+    row("ck", "accuracy (6 shared classes)", "acc", True)
+    row("aaf", "age MAE (years)", "age_mae", False)
+    row("aaf", "gender accuracy", "gender_acc", True)
+    for key in ("utkface", "aaf"):
+        if key in metrics:
+            rows.append(f"\n{key}: no face found in {metrics[key]['no_face']} of "
+                        f"{metrics[key]['n']} images (analysed whole).")
+    return rows
+
+
+def fairness(utk: dict) -> list[str]:
+    rows = ["| group | n | age MAE | gender acc | age-group acc |", "|---|---|---|---|---|"]
+    for title, key in (("race", "by_race"), ("gender", "by_gender"), ("age group", "by_age_group")):
+        for name, m in utk.get(key, {}).items():
+            rows.append(f"| {title}: {name} | {m['n']} | {_f(m['age_mae'])} | "
+                        f"{_f(m['gender_acc'], True)} | {_f(m.get('age_group_acc'), True)} |")
+    return rows
+
+
+def confusion_table(truth, pred, labels) -> list[str]:
+    m = confusion(truth, pred, len(labels))
+    rows = ["| true \\ predicted | " + " | ".join(labels) + " | recall |",
+            "|---" * (len(labels) + 2) + "|"]
+    for i, name in enumerate(labels):
+        total = m[i].sum()
+        rec = f"{100 * m[i, i] / total:.0f}%" if total else "–"
+        rows.append(f"| **{name}** | " + " | ".join(str(v) for v in m[i]) + f" | {rec} |")
+    return rows
+
+
+def plots(out_dir: Path, stem: str, details: dict) -> list[str]:
+    """PNG plots beside the report; returns Markdown image lines. Needs matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = []
+    for key, title in (("fer2013", "FER2013 (original labels)"), ("ferplus", "FER+ majority"),
+                       ("ck", "CK+48 (6 classes)")):
+        src = details.get("fer", {}).get(key) if key != "ck" else details.get("ck", {}).get("ck")
+        if src is None:
+            continue
+        m = confusion(*src, len(EMOTIONS)).astype(float)
+        m = m / np.maximum(m.sum(1, keepdims=True), 1)
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        ax.imshow(m, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(7), EMOTIONS, rotation=45)
+        ax.set_yticks(range(7), EMOTIONS)
+        for i in range(7):
+            for j in range(7):
+                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(title)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        fig.tight_layout()
+        name = f"{stem}_confusion_{key}.png"
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        lines.append(f"![{title}]({name})")
+    for key in ("utkface", "aaf"):
+        d = details.get(key)
+        if d is None:
+            continue
+        fig, ax = plt.subplots(figsize=(4.5, 4.5))
+        ax.scatter(d["ages"], d["pred_age"], s=2, alpha=0.3)
+        ax.plot([0, 100], [0, 100], "k--", lw=1)
+        ax.set_xlabel("true age")
+        ax.set_ylabel("predicted age")
+        ax.set_title(f"{key}: age")
+        fig.tight_layout()
+        name = f"{stem}_age_{key}.png"
+        fig.savefig(out_dir / name, dpi=100)
+        plt.close(fig)
+        lines.append(f"![{key} age]({name})")
+    return lines
+
+
+def write_report(path: Path, metrics: dict, details: dict, command: str = "") -> None:
+    """Write ``path`` (Markdown) and its PNG plots beside it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = ["# Attribute model evaluation", ""]
+    if command:
+        out += ["Produced by:", "", f"    {command}", ""]
+    out += ["## Headline", ""] + headline(metrics) + [""]
+    if "utkface" in metrics:
+        out += ["## Fairness (UTKFace)", "",
+                "Accuracy and error broken down by race, gender and age group, as urged by "
+                f"{GENDER_SHADES}: a single average hides the groups a model fails.", ""]
+        out += fairness(metrics["utkface"]) + [""]
+        d = details["utkface"]
+        out += ["### Gender confusion (UTKFace)", ""] + confusion_table(
+            d["genders"], d["pred_gender"], list(GENDERS)) + [""]
+    for key, title in (("fer2013", "FER2013, original labels"), ("ferplus", "FER+ majority")):
+        if key in details.get("fer", {}):
+            out += [f"### Emotion confusion: {title}", ""] + confusion_table(
+                *details["fer"][key], list(EMOTIONS)) + [""]
+    if "ck" in details:
+        out += ["### Emotion confusion: CK+48 (argmax over 6 shared classes)", ""] + \
+            confusion_table(*details["ck"]["ck"], list(EMOTIONS)) + [""]
+    try:
+        images = plots(path.parent, path.stem, details)
+    except ImportError:
+        images = ["(plots skipped: matplotlib is not installed; pip install matplotlib)"]
+    out += ["## Plots", ""] + images + [""]
+    path.write_text("\n".join(out))
