@@ -81,6 +81,7 @@ class VisionLoop:
         if app.board.get("camera") == "lost":
             log.info("source %s is back", cfg.spec)
         app.board.set(camera="ok", state="running", error=None)
+        app.publisher.status_changed()
         app.leds.running()
         self.backoff = BACKOFF_START_S
         return True
@@ -95,6 +96,7 @@ class VisionLoop:
         log.error("source %s unavailable: %s; retrying in %.0f s", app.cfg.source.spec, exc,
                   self.backoff)
         app.board.set(camera="lost", error=f"source: {exc}", fps=0.0)
+        app.publisher.status_changed()
         app.leds.error()
         app.leds.presence(False)
         self._presence = False

@@ -182,16 +182,22 @@ def test_unknown_config_key_stops_with_the_key_named(tmp_path):
     assert "[mqtt] prot: unknown key (did you mean 'port'?)" in run.stderr
 
 
-def test_missing_camera_is_reported_and_retried(tmp_path):
+def test_missing_camera_is_reported_and_retried(mosquitto, listen, tmp_path):
+    sub = listen(mosquitto, [PREFIX + "status", PREFIX + "audience"])
     run = subprocess.run(
         [sys.executable, "-m", "device.cli", "run", "--source", str(tmp_path / "no-camera.mp4"),
-         "--no-mqtt", "--window", "1", "--state-dir", str(tmp_path / "state"), "--duration", "5"],
+         "--mqtt", f"{mosquitto.host}:{mosquitto.port}", "--device-id", DEVICE, "--window", "1",
+         "--state-dir", str(tmp_path / "state"), "--duration", "5"],
         cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert run.returncode == 0, run.stderr
     assert "source not found" in run.stderr
     assert "retrying in 1 s" in run.stderr and "retrying in 2 s" in run.stderr
-    assert "window 1:" in run.stderr  # windows keep closing (frames: 0) while the camera is away
-    assert '"frames":0' in run.stderr
+    assert "window 1:" in run.stderr  # windows keep closing while the camera is away
+    statuses = [json.loads(p) for p in sub.payloads(PREFIX + "status")]
+    lost = [s for s in statuses if s["camera"] == "lost"]
+    assert lost and "source not found" in lost[0]["error"]
+    windows = [json.loads(p) for p in sub.payloads(PREFIX + "audience")]
+    assert windows and all(w["frames"] == 0 for w in windows)
 
 
 # -- in process, with fakes behind the App's seams ---------------------------------------------

@@ -76,6 +76,10 @@ class Publisher:
         """A new window is in the spool: send it when possible. Never blocks."""
         self._events.put(("wake", None))
 
+    def status_changed(self) -> None:
+        """Something operators care about changed (camera lost/back): send status now."""
+        self._events.put(("status", None))
+
     def set_discovery(self, messages: list[tuple[str, dict]]) -> None:
         """Replace the discovery configs (e.g. once the model version is known) and send them."""
         self._events.put(("discovery", list(messages)))
@@ -129,6 +133,8 @@ class Publisher:
             log.info("command %s -> %s", result.get("cmd"),
                      "ok" if result["ok"] else result["error"])
             self._publish(self.topics.cmd_result, dumps(result))
+        elif kind == "status":
+            self._next_status = 0.0
         elif kind == "discovery":
             self.discovery = arg
             if self.comm.connected:
