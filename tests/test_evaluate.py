@@ -1,0 +1,128 @@
+"""``python -m tools.evaluate`` on fixtures in every public layout, with a tiny real model."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from device.types import EMOTIONS
+from tools.evaluation.sets import age_gender_metrics, ck_predictions
+from tools.evaluation.device_path import Predictions
+from tools.training.metrics import macro_f1
+
+pytest.importorskip("tensorflow")
+
+
+def _write(path, img):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img)
+
+
+def _portrait():
+    from skimage import data
+
+    return cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (200, 200))
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    from tests.test_train_smoke import write_tiny_cache
+    from tests.tiny_models import make_models_dir
+
+    root = tmp_path_factory.mktemp("eval")
+    models = make_models_dir(root / "models")
+    blank = np.full((200, 200, 3), 90, np.uint8)
+    _write(root / "utk" / "30_0_0_20170101000000001.jpg.chip.jpg", _portrait())
+    _write(root / "utk" / "70_1_1_20170101000000002.jpg.chip.jpg", blank)
+    _write(root / "utk" / "5_1_20170101000000003.jpg.chip.jpg", blank)  # malformed: skipped
+    split = root / "ferplus" / "FER2013Test"
+    split.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with open(split / "label.csv", "w", newline="") as f, \
+            open(root / "ferplus" / "fer2013_labels.csv", "w", newline="") as g:
+        w, o = csv.writer(f), csv.writer(g)
+        o.writerow(["Image name", "Usage", "emotion"])
+        votes = [[8, 1, 0, 0, 0, 0, 0, 1, 0, 0], [0, 9, 1, 0, 0, 0, 0, 0, 0, 0],
+                 [0, 0, 0, 0, 0, 0, 0, 0, 10, 0]]
+        for i, v in enumerate(votes):
+            name = f"fer{i:07d}.png"
+            _write(split / name, rng.integers(0, 255, (48, 48), dtype=np.uint8))
+            w.writerow([name, "(0, 0, 48, 48)", *v])
+            o.writerow([name, "PrivateTest", [6, 3, 2][i]])
+    for cls in ("anger", "happy", "contempt"):
+        _write(root / "ck" / cls / "S010_001.png", rng.integers(0, 255, (48, 48), dtype=np.uint8))
+    _write(root / "aaf" / "aglined faces" / "00001A30.jpg", _portrait())
+    (root / "aaf" / "image sets").mkdir(parents=True)
+    (root / "aaf" / "image sets" / "val.txt").write_text("00001A30.jpg 0\n")
+    cache = write_tiny_cache(root / "faces.npz", n=80)
+    return root, models, cache
+
+
+@pytest.mark.slow
+def test_evaluate_writes_exact_json_keys_and_report(fixtures):
+    from tools.evaluate import main
+
+    root, models, cache = fixtures
+    out = root / "out"
+    out.mkdir(exist_ok=True)
+    argv = ["--utkface", str(root / "utk"), "--ferplus", str(root / "ferplus" / "FER2013Test"),
+            "--ck", str(root / "ck"), "--aaf", str(root / "aaf"), "--model", str(models),
+            "--json", str(out / "eval.json"), "--report", str(out / "eval.md"),
+            "--baseline", "pca", "--baseline-cache", str(cache)]
+    assert main(argv) == 0
+    res = json.loads((out / "eval.json").read_text())
+    assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca"}
+    assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "age_group_acc",
+                                   "by_race", "by_gender", "by_age_group"}
+    assert res["utkface"]["n"] == 2 and res["utkface"]["no_face"] >= 1  # the blank image
+    assert set(res["fer2013"]) == {"n", "acc", "macro_f1"} and res["fer2013"]["n"] == 3
+    assert res["ferplus"] == {"n": 2, "acc": res["ferplus"]["acc"]}  # 'unknown' row skipped
+    assert res["ck"]["n"] == 2  # contempt skipped
+    assert set(res["aaf"]) == {"n", "no_face", "age_mae", "gender_acc"} and res["aaf"]["n"] == 1
+    assert set(res["baseline_pca"]) >= {"utkface", "fer2013", "ferplus", "ck", "aaf"}
+    report = (out / "eval.md").read_text()
+    assert "Gender Shades" in report and "race: white" in report
+    assert "Emotion confusion" in report
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    if "plots skipped" not in report:
+        assert "eval_confusion_fer2013.png" in pngs and "eval_age_utkface.png" in pngs
+
+
+def test_model_may_be_a_tflite_beside_its_manifest(fixtures):
+    from tools.evaluation.device_path import DevicePath, models_dir_for
+
+    _, models, _ = fixtures
+    folder, tmp = models_dir_for(models / "tiny_multihead_int8.tflite")
+    pred = DevicePath(folder).predict([np.zeros((64, 64), np.uint8)] * 2)
+    assert pred.emotion.shape == (2, 7) and pred.age.shape == (2,)
+    tmp.cleanup()
+
+
+def test_ck_argmax_ignores_neutral():
+    probs = np.zeros((1, 7))
+    probs[0, EMOTIONS.index("neutral")] = 0.9
+    probs[0, EMOTIONS.index("sad")] = 0.1
+    assert ck_predictions(probs).tolist() == [EMOTIONS.index("sad")]
+
+
+def test_fairness_breakdowns():
+    ages = np.array([1.0, 30.0, 30.0, 70.0])
+    genders = np.array([0, 1, 0, 1])
+    races = np.array([0, 0, 1, 2])
+    pred = Predictions(age=np.array([2.0, 30.0, 40.0, 70.0]), gender=np.array([0, 1, 1, 1]),
+                       emotion=np.zeros((4, 7)))
+    m = age_gender_metrics(ages, genders, races, pred)
+    assert m["age_mae"] == pytest.approx(11 / 4) and m["gender_acc"] == 0.75
+    assert m["by_race"]["white"]["n"] == 2 and m["by_race"]["black"]["gender_acc"] == 0.0
+    assert set(m["by_gender"]) == {"male", "female"}
+    assert m["by_age_group"]["25-37"]["age_mae"] == pytest.approx(5.0)
+    assert "indian" not in m["by_race"]
+
+
+def test_macro_f1():
+    assert macro_f1([0, 1, 1], [0, 1, 1], 7) == 1.0
+    assert macro_f1([0, 0], [1, 1], 2) == 0.0
