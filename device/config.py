@@ -179,10 +179,21 @@ HINTS = {("mqtt", "password"): "passwords are never written in the config: use p
                                "or password_env"}
 
 
+def resolve_sink(sink: str, base: Path | None) -> str:
+    """A ``png:`` display path relative to ``base`` (the config file's folder, or the cwd)."""
+    if not sink.startswith("png:"):
+        return sink
+    target = Path(sink[4:])
+    return "png:" + str(target if target.is_absolute() else (base or Path.cwd()) / target)
+
+
 def parse_config(raw: dict, base: Path | None = None, path: str | None = None) -> Config:
     """Validate an already-parsed TOML mapping (no defaults filled in yet)."""
     loader = StrictLoader(base=base, path_keys=PATH_KEYS, hints=HINTS)
-    return Config(**loader.sections(Config, raw), path=path)
+    cfg = Config(**loader.sections(Config, raw), path=path)
+    if base is not None:
+        cfg = replace(cfg, display=replace(cfg.display, sink=resolve_sink(cfg.display.sink, base)))
+    return cfg
 
 
 def apply_overrides(raw: dict, overrides: dict[str, object]) -> dict:
@@ -266,6 +277,8 @@ def load_config(path: str | Path | None = None,
             if (section, key) in PATH_KEYS and isinstance(value, str):
                 sect = replace(getattr(cfg, section), **{key: str(Path(value).absolute())})
                 cfg = replace(cfg, **{section: sect})
+            elif dotted == "display.sink" and isinstance(value, str):
+                cfg = replace(cfg, display=replace(cfg.display, sink=resolve_sink(value, None)))
     return finish(cfg)
 
 

@@ -28,8 +28,11 @@ fi
 stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/_}"
 if [ ! -f "$stamp" ]; then
   echo "setup: installing audience-kiosk[$extras] into .venv (first run takes a few minutes)" >&2
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e ".[$extras]"
+  log=.venv/pip-install.log
+  if ! { .venv/bin/python -m pip install --upgrade pip \
+         && .venv/bin/python -m pip install -e ".[$extras]"; } >"$log" 2>&1; then
+    tail -n 30 "$log" >&2; echo "setup: pip install failed (full log: $log)" >&2; return 1
+  fi
   rm -f .venv/.installed-*; touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"
