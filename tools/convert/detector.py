@@ -1,0 +1,173 @@
+"""``kiosk-convert detector``: MediaPipe float BlazeFace -> full-integer int8, with an agreement report.
+
+Calibration frames go through exactly the detector's pre-processing (letterbox, RGB, [-1, 1]).
+Agreement is measured by running the float and int8 models through the same ``FaceDetector``
+(decoding, NMS and thresholds included) and matching their detections at IoU >= 0.5.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from device.detector.face_detector import FaceDetector
+from device.detector.letterbox import letterbox_image, to_model_range
+from tools.convert.agreement import Agreement
+from tools.convert.frames import iter_frames
+from tools.convert.scenes import make_scenes
+
+log = logging.getLogger(__name__)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return w, h
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``detector`` subcommand's options."""
+    parser.add_argument("--float", dest="float_model", required=True, type=Path,
+                        help="MediaPipe float BlazeFace .tflite (short or full range)")
+    parser.add_argument("--calib", nargs="+", required=True, metavar="PATH",
+                        help="calibration images, image folders or videos")
+    parser.add_argument("--out", required=True, type=Path, help="int8 .tflite to write")
+    parser.add_argument("--eval", nargs="*", default=[], metavar="PATH",
+                        help="footage to measure float/int8 agreement on (images, folders, videos)")
+    parser.add_argument("--report", type=Path, help="write the measurements here as JSON")
+    parser.add_argument("--input-size", type=_size, metavar="WxH",
+                        help="input size if not the float model's own (e.g. 320x192 for 16:9)")
+    parser.add_argument("--calib-limit", type=int, default=200,
+                        help="at most this many images from each calibration folder (random, seeded)")
+    parser.add_argument("--scenes", type=int, default=200,
+                        help="also calibrate on this many multi-face scenes made from the "
+                             "calibration images (0: none)")
+    parser.add_argument("--video-every", type=int, default=10,
+                        help="use every N-th frame of calibration/evaluation videos")
+    parser.add_argument("--input-type", choices=("int8", "uint8"), default="int8",
+                        help="integer type of the model input tensor")
+    parser.add_argument("--bias-correction", action="store_true",
+                        help="re-centre the int8 score logits on the float ones, measured on the "
+                             "calibration frames (off: the shift depends on those frames, and "
+                             "UTKFace chips over-correct it for real footage)")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def calibration_samples(images: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
+    """Each BGR image pre-processed exactly as ``FaceDetector`` does for a ``width`` x ``height`` input."""
+    return [to_model_range(letterbox_image(img, width, height)[0]) for img in images]
+
+
+def measure_agreement(float_det: FaceDetector, int8_det: FaceDetector, frames) -> dict:
+    """Agreement per source (image set or video) and overall, plus mean detect() time per model."""
+    per: dict[str, Agreement] = {}
+    total = Agreement()
+    times = {"float": 0.0, "int8": 0.0}
+    for label, frame in frames:
+        key = label.split("#")[0] if "#" in label else "images"
+        t0 = time.perf_counter()
+        ref = [d.box for d in float_det.detect(frame)]
+        t1 = time.perf_counter()
+        cand = [d.box for d in int8_det.detect(frame)]
+        times["float"] += t1 - t0
+        times["int8"] += time.perf_counter() - t1
+        per.setdefault(key, Agreement()).add(ref, cand)
+        total.add(ref, cand)
+    n = max(total.frames, 1)
+    return {"overall": total.to_dict(), "by_source": {k: v.to_dict() for k, v in per.items()},
+            "ms_per_frame": {k: round(1000 * v / n, 2) for k, v in times.items()}}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Convert, check, measure; returns the process exit code."""
+    from tools.convert.quantize import rebuild_error
+    from tools.convert.tflite_graph import read_graph
+
+    graph = read_graph(args.float_model)
+    _, h0, w0, _ = graph.shapes[graph.inputs[0]]
+    width, height = args.input_size or (w0, h0)
+    images = [img for _, img in iter_frames(args.calib, args.video_every, args.calib_limit, args.seed)]
+    if not images:
+        print("no calibration images found")
+        return 2
+    images += make_scenes(images, args.scenes, args.seed) if args.scenes else []
+    samples = calibration_samples(images, width, height)
+    err = rebuild_error(graph, args.float_model, calibration_samples(images[:4], w0, h0))
+    print(f"rebuilt float graph: max |difference| to {args.float_model.name} = {err:.2e}")
+    if err > 1e-3:
+        print("rebuild does not reproduce the float model; not converting")
+        return 1
+    print(f"calibrating on {len(samples)} frames ({len(images) - args.scenes} read, "
+          f"{args.scenes} scenes), input {width}x{height}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model, offset = _quantise(args, graph, samples, width, height)
+    args.out.write_bytes(model)
+    report = {"float_model": str(args.float_model), "out": str(args.out),
+              "out_bytes": args.out.stat().st_size, "input_size": [width, height],
+              "rebuild_max_abs_error": err, "calibration": {
+                  "sources": [str(p) for p in args.calib], "frames": len(samples),
+                  "scenes": args.scenes, "calib_limit": args.calib_limit, "seed": args.seed},
+              "score_bias_correction": offset}
+    print(f"wrote {args.out} ({report['out_bytes'] / 1024:.0f} KiB)")
+    if args.eval:
+        report["agreement"] = _agreement(args, graph, width, height)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def _quantise(args, graph, samples, width: int, height: int) -> tuple[bytes, float]:
+    """int8 flatbuffer, and the score-logit bias correction applied (0.0 if none)."""
+    from tools.convert.quantize import score_offset, shift_scores, to_int8
+
+    model = to_int8(graph, samples, height, width, args.input_type)
+    if not args.bias_correction:
+        return model, 0.0
+    # measured on every 4th calibration frame: enough anchors, a quarter of the time
+    offset = score_offset(graph, model, samples[::4], height, width)
+    print(f"int8 score logits are {offset:+.3f} off the float ones on average; re-quantising "
+          f"with the score bias corrected")
+    if abs(offset) < 0.01:
+        return model, 0.0
+    shift_scores(graph, -offset)
+    try:
+        return to_int8(graph, samples, height, width, args.input_type), -offset
+    finally:
+        shift_scores(graph, offset)  # leave the float graph as read, for the agreement check
+
+
+def _agreement(args, graph, width: int, height: int) -> dict:
+    float_path = args.float_model
+    _, h0, w0, _ = graph.shapes[graph.inputs[0]]
+    if (width, height) != (w0, h0):  # compare like with like: the float graph at the same input
+        float_path = args.out.with_suffix(".float-reference.tflite")
+        float_path.write_bytes(_float_tflite(graph, height, width))
+    try:
+        float_det, int8_det = FaceDetector(float_path), FaceDetector(args.out)
+        result = measure_agreement(float_det, int8_det, iter_frames(args.eval, args.video_every))
+    finally:
+        if float_path != args.float_model:
+            float_path.unlink(missing_ok=True)
+    o = result["overall"]
+    print(f"agreement on {o['frames']} frames: {o['float_matched_by_int8']:.2%} of "
+          f"{o['float_detections']} float detections matched by int8, "
+          f"{o['int8_matched_by_float']:.2%} of {o['int8_detections']} int8 matched by float")
+    for k, v in result["by_source"].items():
+        print(f"  {k}: {v['float_matched_by_int8']:.2%} / {v['int8_matched_by_float']:.2%} "
+              f"({v['float_detections']} / {v['int8_detections']} detections)")
+    return result
+
+
+def _float_tflite(graph, height: int, width: int) -> bytes:
+    import tensorflow as tf
+
+    from tools.convert.tf_rebuild import as_function
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([as_function(graph, height, width)]).convert()
