@@ -1,4 +1,4 @@
-"""Face detector: anchors, decoding, NMS and letterbox on known inputs; the real models on samples."""
+"""Face detector: anchors, decoding, NMS, letterbox on known inputs; real models on the samples."""
 
 from __future__ import annotations
 
@@ -175,7 +175,8 @@ def test_letterbox_image_pads_centred_and_keeps_colour_order():
     assert rgb[:42].max() == 0 and rgb[42 + 108:].max() == 0  # black bars above and below
     assert np.all(rgb[42:150, :, 0] == 200) and rgb[42:150, :, 2].max() == 0  # red first: RGB
     x = to_model_range(rgb)
-    assert x.shape == (1, 192, 192, 3) and x.min() == -1.0 and x.max() == pytest.approx(200 / 127.5 - 1)
+    assert x.shape == (1, 192, 192, 3) and x.min() == -1.0
+    assert x.max() == pytest.approx(200 / 127.5 - 1)
 
 
 # --- the detector with a fake model (the interpreter seam) ----------------------------------

@@ -29,5 +29,5 @@ def default_detector_path(variant: str = DEFAULT_VARIANT) -> Path:
 
 
 def float_detector_path(variant: str = DEFAULT_VARIANT) -> Path:
-    """The MediaPipe float model for ``variant`` in ``models/src`` (reference and conversion input)."""
+    """The MediaPipe float model for ``variant`` in ``models/src`` (reference, conversion input)."""
     return MODELS_DIR / "src" / _variant(variant).float_model

@@ -35,7 +35,7 @@ def _scale(min_scale: float, max_scale: float, index: int, count: int) -> float:
 
 
 def _layer_shapes(opts: AnchorOptions, first: int, last: int) -> list[tuple[float, float]]:
-    """(width, height) of every anchor per cell for the layers ``first..last-1`` sharing a stride."""
+    """(width, height) of each anchor per cell for layers ``first..last-1`` (one shared stride)."""
     shapes = []
     n = len(opts.strides)
     for layer in range(first, last):

@@ -28,19 +28,21 @@ class Letterbox:
         return (p - np.asarray(self.pad, np.float32)) / self.scale
 
     def to_input(self, points: np.ndarray) -> np.ndarray:
-        """Map ... x 2 frame pixels to normalised model-input coordinates (inverse of ``to_frame``)."""
+        """Map ... x 2 frame pixels to normalised input coordinates (``to_frame`` inverted)."""
         p = np.asarray(points, dtype=np.float32) * self.scale + np.asarray(self.pad, np.float32)
         return p / np.asarray(self.size, np.float32)
 
 
 def fit(width: int, height: int, input_w: int, input_h: int) -> Letterbox:
-    """The letterbox that centres a ``width`` x ``height`` frame in an ``input_w`` x ``input_h`` input."""
+    """The letterbox centring a ``width`` x ``height`` frame in an ``input_w`` x ``input_h``
+    input."""
     scale = min(input_w / width, input_h / height)
     new_w, new_h = min(round(width * scale), input_w), min(round(height * scale), input_h)
     return Letterbox(scale, ((input_w - new_w) // 2, (input_h - new_h) // 2), (input_w, input_h))
 
 
-def letterbox_image(image_bgr: np.ndarray, input_w: int, input_h: int) -> tuple[np.ndarray, Letterbox]:
+def letterbox_image(image_bgr: np.ndarray, input_w: int,
+                    input_h: int) -> tuple[np.ndarray, Letterbox]:
     """Resize (keeping aspect) and pad a BGR frame into the model's RGB input.
 
     Args:

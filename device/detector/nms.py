@@ -17,7 +17,8 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     iy = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
     inter = ix * iy
     area = max(box[2] - box[0], 0) * max(box[3] - box[1], 0)
-    areas = np.clip(boxes[:, 2] - boxes[:, 0], 0, None) * np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    areas = (np.clip(boxes[:, 2] - boxes[:, 0], 0, None)
+             * np.clip(boxes[:, 3] - boxes[:, 1], 0, None))
     union = area + areas - inter
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
@@ -48,5 +49,6 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray,
         out_scores.append(scores[best])
         order = order[~overlap]
     if not out_rows:
-        return np.zeros((0, boxes.shape[1] if boxes.ndim == 2 else 4), np.float32), np.zeros(0, np.float32)
+        width = boxes.shape[1] if boxes.ndim == 2 else 4
+        return np.zeros((0, width), np.float32), np.zeros(0, np.float32)
     return np.asarray(out_rows, np.float32), np.asarray(out_scores, np.float32)

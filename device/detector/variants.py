@@ -1,8 +1,8 @@
 """The BlazeFace variants we ship, with MediaPipe's own graph options for each.
 
-Values come from MediaPipe's ``face_detection_short_range.pbtxt`` / ``face_detection_full_range.pbtxt``
-and the shared ``face_detection.pbtxt`` (SsdAnchorsCalculator, TensorsToDetectionsCalculator,
-NonMaxSuppressionCalculator nodes).
+Values come from MediaPipe's ``face_detection_short_range.pbtxt`` /
+``face_detection_full_range.pbtxt`` and the shared ``face_detection.pbtxt``
+(SsdAnchorsCalculator, TensorsToDetectionsCalculator, NonMaxSuppressionCalculator nodes).
 """
 
 from __future__ import annotations

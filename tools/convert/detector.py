@@ -1,4 +1,4 @@
-"""``kiosk-convert detector``: MediaPipe float BlazeFace -> full-integer int8, with an agreement report.
+"""``kiosk-convert detector``: MediaPipe float BlazeFace -> full-integer int8, plus agreement.
 
 Calibration frames go through exactly the detector's pre-processing (letterbox, RGB, [-1, 1]).
 Agreement is measured by running the float and int8 models through the same ``FaceDetector``
@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--input-size", type=_size, metavar="WxH",
                         help="input size if not the float model's own (e.g. 320x192 for 16:9)")
     parser.add_argument("--calib-limit", type=int, default=200,
-                        help="at most this many images from each calibration folder (random, seeded)")
+                        help="at most this many images from each calibration folder "
+                             "(random, seeded)")
     parser.add_argument("--scenes", type=int, default=200,
                         help="also calibrate on this many multi-face scenes made from the "
                              "calibration images (0: none)")
@@ -61,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def calibration_samples(images: list[np.ndarray], width: int, height: int) -> list[np.ndarray]:
-    """Each BGR image pre-processed exactly as ``FaceDetector`` does for a ``width`` x ``height`` input."""
+    """Each BGR image pre-processed exactly as ``FaceDetector`` does for a ``width`` x ``height``
+    input."""
     return [to_model_range(letterbox_image(img, width, height)[0]) for img in images]
 
 
@@ -93,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     graph = read_graph(args.float_model)
     _, h0, w0, _ = graph.shapes[graph.inputs[0]]
     width, height = args.input_size or (w0, h0)
-    images = [img for _, img in iter_frames(args.calib, args.video_every, args.calib_limit, args.seed)]
+    frames = iter_frames(args.calib, args.video_every, args.calib_limit, args.seed)
+    images = [img for _, img in frames]
     if not images:
         print("no calibration images found")
         return 2
@@ -170,4 +173,5 @@ def _float_tflite(graph, height: int, width: int) -> bytes:
 
     from tools.convert.tf_rebuild import as_function
 
-    return tf.lite.TFLiteConverter.from_concrete_functions([as_function(graph, height, width)]).convert()
+    fn = as_function(graph, height, width)
+    return tf.lite.TFLiteConverter.from_concrete_functions([fn]).convert()

@@ -1,4 +1,4 @@
-"""Full-integer int8 post-training quantisation of a rebuilt graph, and the rebuild's fidelity check."""
+"""Full-integer int8 post-training quantisation of a rebuilt graph; the rebuild's fidelity check."""
 
 from __future__ import annotations
 

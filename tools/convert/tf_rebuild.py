@@ -25,8 +25,9 @@ def _act(op: Op, x):
 
 def _conv(op: Op, x, w, b):
     o = op.options
-    y = tf.nn.conv2d(x, np.transpose(w, (1, 2, 3, 0)), strides=(1, o["stride_h"], o["stride_w"], 1),
-                     padding=o["padding"], dilations=(o["dilation_h_factor"], o["dilation_w_factor"]))
+    y = tf.nn.conv2d(x, np.transpose(w, (1, 2, 3, 0)),  # OHWI -> HWIO
+                     strides=(1, o["stride_h"], o["stride_w"], 1), padding=o["padding"],
+                     dilations=(o["dilation_h_factor"], o["dilation_w_factor"]))
     return _act(op, y + b if b is not None else y)
 
 

@@ -96,8 +96,8 @@ def read_graph(path: str | Path) -> Graph:
             constants[i] = arr
     ops = []
     for op_t in sg.operators:
-        op = Op(_op_name(model, op_t), [int(i) for i in op_t.inputs], [int(i) for i in op_t.outputs],
-                _options(op_t))
+        op = Op(_op_name(model, op_t), [int(i) for i in op_t.inputs],
+                [int(i) for i in op_t.outputs], _options(op_t))
         if op.name == "DEQUANTIZE" and op.inputs[0] in constants:
             constants[op.outputs[0]] = constants[op.inputs[0]].astype(np.float32)
             continue
