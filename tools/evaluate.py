@@ -4,7 +4,9 @@
         --model models/ --json eval.json --report eval.md --baseline pca
 
 UTKFace and All-Age-Faces images go through the device path (detector -> alignment -> analyzer;
-no face found: the whole image is analysed and counted as ``no_face``). FER and CK+ crops go
+no face found: the whole image is analysed and counted as ``no_face``). Being face chips, they are
+first put in a black canvas (``--pad``), as a face appears in a camera frame: the full-range
+detector finds no face in a raw chip. FER and CK+ crops go
 straight to the analyzer, resized to its input. ``--baseline pca`` fits eigenfaces + a linear
 classifier on a ``tools.prepare`` cache (``--baseline-cache``) and reports it beside the model.
 """
@@ -39,6 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="tools.prepare cache the baseline is fitted on (its train split)")
     ap.add_argument("--limit", type=int, default=0, help="at most this many images per data set")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--pad", type=float, default=None,
+                    help="canvas padding around UTKFace/AAF chips before detection, as a fraction "
+                         "of the side (default 1.0: the chip in a canvas 3x its side)")
     return ap.parse_args(argv)
 
 
@@ -53,7 +58,8 @@ def run(args) -> tuple[dict, dict]:
     from tools.evaluation.device_path import DevicePath, models_dir_for
 
     models_dir, _tmp = models_dir_for(args.model)
-    path = DevicePath(models_dir, threads=args.threads)
+    path = DevicePath(models_dir, threads=args.threads,
+                      **({} if args.pad is None else {"pad": args.pad}))
     baseline = None
     if args.baseline == "pca":
         from tools.baseline_pca import fit_from_cache

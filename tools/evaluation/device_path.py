@@ -14,7 +14,7 @@ from device.align import align_face
 from device.analyzer import Analyzer
 from device.manifest import load_manifest, model_path
 from device.types import EMOTIONS, GENDERS
-from tools.datasets.faces import best_detection, crop_to_input
+from tools.datasets.faces import CHIP_PAD, crop_to_input, detect_eyes_on_chip
 
 
 @dataclass
@@ -48,10 +48,14 @@ class DevicePath:
     Args:
         models_dir: folder with ``manifest.json`` (detector and analyzer entries).
         threads: interpreter threads.
+        pad: face-chip images (UTKFace, All-Age-Faces) are put in a canvas this fraction of their
+            side wider on each edge before detection, as a face appears in a camera frame; the
+            full-range detector finds no face in a raw chip.
     """
 
-    def __init__(self, models_dir: Path, threads: int = 1):
+    def __init__(self, models_dir: Path, threads: int = 1, pad: float = CHIP_PAD):
         self.models_dir = Path(models_dir)
+        self.pad = pad
         self.analyzer = Analyzer(self.models_dir, threads=threads)
         self.size = self.analyzer.size
         self._detector = None
@@ -68,11 +72,11 @@ class DevicePath:
 
     def device_crop(self, image_bgr: np.ndarray) -> tuple[np.ndarray, bool]:
         """(aligned crop, face found). No face: the whole image, resized, is analysed."""
-        det = best_detection(self.detector, image_bgr)
-        if det is None:
+        eyes = detect_eyes_on_chip(self.detector, image_bgr, self.pad)
+        if eyes is None:
             gray = cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY)
             return cv2.resize(gray, (self.size, self.size), interpolation=cv2.INTER_AREA), False
-        return align_face(image_bgr, det.right_eye, det.left_eye, size=self.size), True
+        return align_face(image_bgr, *eyes, size=self.size), True
 
     def crop_crop(self, image: np.ndarray) -> np.ndarray:
         """A pre-framed face crop (FER, CK+) resized to the analyzer's input."""

@@ -1,0 +1,46 @@
+"""Median time of one analyzer call on one face, one interpreter thread.
+
+    python -m tools.evaluation.timing --model models/ --runs 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from models import MODELS_DIR
+
+
+def time_analyzer(models_dir: Path, runs: int = 500, warmup: int = 20) -> dict:
+    """Per-face milliseconds of ``Analyzer.analyze`` on one 64x64 face (interpreter, 1 thread)."""
+    from device.analyzer import Analyzer
+
+    analyzer = Analyzer(models_dir, threads=1)
+    face = np.random.default_rng(0).integers(0, 256, (analyzer.size, analyzer.size), np.uint8)
+    for _ in range(warmup):
+        analyzer.analyze([face])
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        analyzer.analyze([face])
+        times.append((time.perf_counter() - t) * 1000)
+    return {"model": analyzer.name, "runs": runs, "median_ms": float(np.median(times)),
+            "p90_ms": float(np.percentile(times, 90)), "threads": 1}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tools.evaluation.timing", description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=MODELS_DIR)
+    ap.add_argument("--runs", type=int, default=500)
+    args = ap.parse_args(argv)
+    print(json.dumps(time_analyzer(args.model, args.runs), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
