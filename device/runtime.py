@@ -109,6 +109,15 @@ def dequantize(q: np.ndarray, spec: TensorSpec) -> np.ndarray:
     return (q.astype(np.float32) - spec.zero_point) * spec.scale
 
 
+def pixel_lut(spec: TensorSpec, to_float) -> np.ndarray:
+    """A 256-entry table from a uint8 pixel to the input tensor's value (quantised when it is).
+
+    ``to_float`` maps pixel values (0..255 as float32) to the model's float input range; indexing
+    the table with a uint8 image then gives the tensor in one pass, exactly as ``quantize`` would.
+    """
+    return quantize(to_float(np.arange(256, dtype=np.float32)), spec)
+
+
 class TFLiteModel:
     """A loaded TFLite model: float in, float out, whatever its tensors' types are.
 
@@ -167,6 +176,13 @@ class TFLiteModel:
         """Quantise float inputs as each tensor wants, invoke, return dequantised float outputs."""
         for spec, x in zip(self.inputs, inputs, strict=True):
             self.interpreter.set_tensor(spec.index, quantize(x, spec))
+        self.interpreter.invoke()
+        return [dequantize(self.interpreter.get_tensor(s.index), s) for s in self.outputs]
+
+    def run_raw(self, *inputs: np.ndarray) -> list[np.ndarray]:
+        """Like ``run`` for inputs already in each tensor's own type (see ``pixel_lut``)."""
+        for spec, x in zip(self.inputs, inputs, strict=True):
+            self.interpreter.set_tensor(spec.index, x)
         self.interpreter.invoke()
         return [dequantize(self.interpreter.get_tensor(s.index), s) for s in self.outputs]
 

@@ -12,7 +12,7 @@ from device.detector.letterbox import Letterbox, letterbox_image, to_model_range
 from device.detector.nms import weighted_nms
 from device.detector.variants import DETECTOR_VARIANTS, DetectorVariant
 from device.errors import ModelError
-from device.runtime import TFLiteModel
+from device.runtime import TFLiteModel, pixel_lut
 from device.types import Detection
 
 
@@ -78,11 +78,17 @@ class FaceDetector:
         self.score_threshold = (self.variant.score_threshold if score_threshold is None
                                 else float(score_threshold))
         self.nms_iou = self.variant.nms_iou if nms_iou is None else float(nms_iou)
+        # uint8 pixel -> input tensor value in one table lookup (no float image in between)
+        self._lut = (pixel_lut(self.model.inputs[0], lambda p: (p - 127.5) / 127.5)
+                     if hasattr(self.model, "run_raw") else None)
 
     def raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, Letterbox]:
         """Run the model on a frame; returns (normalised rows, scores, letterbox) before NMS."""
         rgb, lb = letterbox_image(image_bgr, *self.size)
-        outs = self.model.run(to_model_range(rgb))
+        if self._lut is not None:
+            outs = self.model.run_raw(self._lut[rgb][None])
+        else:
+            outs = self.model.run(to_model_range(rgb))
         reg, cls = outs[self._roles[0]], outs[self._roles[1]]
         rows, scores = select(reg, cls, self.anchors, self.size, self.score_threshold,
                               self.variant.score_clip)
