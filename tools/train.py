@@ -22,8 +22,11 @@ def set_threads(n: int) -> None:
     """Keep TensorFlow to ``n`` CPU threads (the trainer shares its machine)."""
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(n)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(n)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError:  # TensorFlow already started in this process (tests): keep its pools
+        pass
 
 
 def make_optimizer(lr: float, steps: int, warmup: int):
