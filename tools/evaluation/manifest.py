@@ -11,6 +11,7 @@ from device.types import EMOTIONS, GENDERS
 from tools.model_def import AGE_BINS, INPUT_SIZE
 
 DEFAULT_DETECTOR = "face_detector_full_int8.tflite"
+FLOAT_DETECTOR = "src/face_detection_full_range.tflite"  # until the int8 one ships
 
 
 def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution") -> dict:
@@ -28,11 +29,13 @@ def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution"
 
 
 def detector_entry(models_dir: Path) -> dict | None:
-    """An entry for the shipped default detector, when its file is in ``models_dir``."""
-    path = Path(models_dir) / DEFAULT_DETECTOR
-    if not path.is_file():
-        return None
-    return {"file": DEFAULT_DETECTOR, "sha256": sha256_file(path), "variant": "full"}
+    """An entry for the default (full-range) detector in ``models_dir``: the int8 model, else its
+    float source; None when neither is there."""
+    for name in (DEFAULT_DETECTOR, FLOAT_DETECTOR):
+        path = Path(models_dir) / name
+        if path.is_file():
+            return {"file": name, "sha256": sha256_file(path), "variant": "full"}
+    return None
 
 
 def update_manifest(path: Path, analyzer: dict, metrics: dict | None = None) -> dict:
