@@ -10,8 +10,6 @@ from device.manifest import DEFAULT_AGE_GROUPS, sha256_file
 from device.types import EMOTIONS, GENDERS
 from tools.model_def import AGE_BINS, INPUT_SIZE
 
-DEFAULT_DETECTOR = "face_detector_full_int8.tflite"
-FLOAT_DETECTOR = "src/face_detection_full_range.tflite"  # until the int8 one ships
 
 
 def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution") -> dict:
@@ -29,27 +27,29 @@ def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution"
 
 
 def detector_entry(models_dir: Path) -> dict | None:
-    """An entry for the default (full-range) detector in ``models_dir``: the int8 model, else its
-    float source; None when neither is there."""
-    for name in (DEFAULT_DETECTOR, FLOAT_DETECTOR):
+    """An entry for the default detector variant in ``models_dir``: its int8 model, else its float
+    source in ``src/``; None when neither is there."""
+    from device.detector import DEFAULT_VARIANT, DETECTOR_VARIANTS
+
+    variant = DETECTOR_VARIANTS[DEFAULT_VARIANT]
+    for name in (variant.int8_model, f"src/{variant.float_model}"):
         path = Path(models_dir) / name
         if path.is_file():
-            return {"file": name, "sha256": sha256_file(path), "variant": "full"}
+            return {"file": name, "sha256": sha256_file(path), "variant": DEFAULT_VARIANT}
     return None
 
 
 def update_manifest(path: Path, analyzer: dict, metrics: dict | None = None) -> dict:
     """Set the analyzer entry (and ``metrics.analyzer``) of ``path``, keeping every other key.
 
-    A missing manifest is created with the detector found beside it; a manifest without one
-    gets it filled in, since the device refuses a manifest that has no ``detector``.
+    A missing manifest is created with the default detector found beside it; a manifest without
+    one gets it filled in, since the device refuses a manifest that has no ``detector``.
     """
     path = Path(path)
     data = json.loads(path.read_text()) if path.is_file() else {}
     data["version"] = dt.date.today().strftime("%Y.%m.%d")
     if not data.get("detector"):
-        data["detector"] = detector_entry(path.parent) or {"file": DEFAULT_DETECTOR, "sha256": "",
-                                                           "variant": "full"}
+        data["detector"] = detector_entry(path.parent) or {}
     data["analyzer"] = analyzer
     if metrics is not None:
         data.setdefault("metrics", {})["analyzer"] = metrics
