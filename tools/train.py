@@ -150,8 +150,10 @@ def main(argv=None) -> int:
                     + "\n")
         print(f"epoch {epoch + 1}/{args.epochs} ({time.time() - t0:.0f} s): {fmt(metrics)}",
               flush=True)
-    print(f"best epoch {state['best_epoch']} (score {state['best_score']:.4f}); "
-          f"checkpoints in {args.out}", flush=True)
+    history = [json.loads(line) for line in (args.out / "history.jsonl").read_text().splitlines()]
+    best = next((h for h in history if h["epoch"] == state["best_epoch"]), {})
+    print(f"validation report, best epoch {state['best_epoch']} (score {state['best_score']:.4f}):"
+          f"\n  {fmt(best)}\ncheckpoints in {args.out}", flush=True)
     return 0
 
 
