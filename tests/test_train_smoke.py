@@ -89,3 +89,14 @@ def test_augmentation_keeps_shape_and_range():
     x = tf.random.uniform((4, 64, 64, 1))
     y = augment(x).numpy()
     assert y.shape == (4, 64, 64, 1) and y.min() >= 0 and y.max() <= 1
+
+
+@pytest.mark.slow
+def test_init_starts_from_saved_weights_with_a_fresh_schedule(trained, tmp_path):
+    from tools.train import main
+
+    cache, out = trained
+    new = tmp_path / "again"
+    assert main(["--data", str(cache), "--out", str(new), "--epochs", "1", "--batch", "16",
+                 "--threads", "1", "--init", str(out / "best.keras")]) == 0
+    assert json.loads((new / "state.json").read_text())["epoch"] == 1

@@ -2,6 +2,8 @@
 
     python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --epochs 18
     python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --resume
+    python -m tools.train --data /work/cache/faces.npz --out /work/cache/train2 \
+        --init models/train/multihead.keras --epochs 6 --lr 5e-4
 
 Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a line
 of ``history.jsonl``; the epoch with the best validation score is also kept as ``best.keras``. The
@@ -83,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.keras")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="start from these weights (e.g. models/train/multihead.keras) with a "
+                         "fresh optimizer and schedule")
     ap.add_argument("--limit", type=int, default=0, help="use only this many train faces (smoke)")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
@@ -123,7 +128,8 @@ def main(argv=None) -> int:
             state["epochs"] = args.epochs
         print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
     else:
-        model = build_model(width=args.width)
+        model = (keras.models.load_model(args.init, compile=False) if args.init
+                 else build_model(width=args.width))
         compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2))
         print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
               f"val {len(val_idx)}", flush=True)
