@@ -50,7 +50,8 @@ def test_rebuild_at_another_input_size_matches_anchor_count(short_graph):
     assert tuple(out["classificators"].shape) == (1, len(anchors), 1)
 
 
-def test_int8_conversion_of_short_model(short_graph, tmp_path):
+@pytest.mark.parametrize("ranges", ["minmax", "mse"])
+def test_int8_conversion_of_short_model(short_graph, tmp_path, ranges):
     import cv2
 
     from device.detector import FaceDetector
@@ -62,7 +63,7 @@ def test_int8_conversion_of_short_model(short_graph, tmp_path):
     face = cv2.imread(str(_sample("two_people.jpg")))
     images = [face] + make_scenes(chips + [face[50:260, 200:420]], 7, seed=3)
     path = tmp_path / "short_int8.tflite"
-    path.write_bytes(to_int8(short_graph, calibration_samples(images, 128, 128)))
+    path.write_bytes(to_int8(short_graph, calibration_samples(images, 128, 128), ranges=ranges))
     q = FaceDetector(path)
     assert q.model.inputs[0].dtype == np.int8 and q.model.inputs[0].quantized
     assert all(o.dtype == np.int8 for o in q.model.outputs)
@@ -112,3 +113,59 @@ def test_cli_detector_requires_its_arguments(capsys):
         main(["detector", "--float", str(SHORT)])
     assert exc.value.code == 2
     assert "--calib" in capsys.readouterr().err
+
+
+def test_mse_range_clips_rare_outliers_and_keeps_a_dense_range():
+    from tools.convert.ranges import mse_range
+
+    dense = np.full(2048, 1000, np.int64)  # uniform over [-8, 8]: every level is used
+    assert mse_range(-8.0, 8.0, dense) == (-8.0, 8.0)
+    tail = np.zeros(2048, np.int64)
+    tail[:200] = 10_000  # values in [0, ~0.8] and a handful out to 8
+    tail[-1] = 1
+    lo, hi = mse_range(0.0, 8.0, tail)
+    assert lo == 0.0 and 0.8 < hi < 3.0  # zero stays exact; the lone value at 8 is clipped
+
+
+def test_equalise_is_float_exact_and_balances_channels(short_graph):
+    from tools.convert.equalise import channel_ranges, equalisable, equalise
+    from tools.convert.tf_rebuild import as_function
+
+    rng = np.random.default_rng(2)
+    xs = [rng.uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32) for _ in range(2)]
+    pairs = equalisable(short_graph)
+    kinds = {k for k, *_ in pairs}
+    assert kinds == {"relu_dw", "dw_pw"} or kinds == {"dw_pw"}
+    g, n = equalise(short_graph, xs, 128, 128)
+    assert n == len(pairs) > 0
+    assert g.constants is not short_graph.constants  # the graph as read is left alone
+    a, b = as_function(short_graph)(xs[0]), as_function(g)(xs[0])
+    for k in a:
+        assert np.max(np.abs(a[k].numpy() - b[k].numpy())) < 2e-3
+    t = pairs[0][1]
+    before = channel_ranges(short_graph, [t], xs, 128, 128)[t]
+    after = channel_ranges(g, [t], xs, 128, 128)[t]
+    spread = (before.max() / before.min(), after.max() / after.min())
+    assert spread[1] < 1.01 * max(1.0, spread[0] / 16)  # channels scaled up at most 16x
+
+
+def test_with_ranges_sets_the_int8_scales(short_graph):
+    from tools.convert import ranges as rg
+    from tools.convert.tf_rebuild import as_function
+
+    rng = np.random.default_rng(3)
+    xs = [rng.uniform(-1, 1, (1, 128, 128, 3)).astype(np.float32) for _ in range(2)]
+    cal = rg.calibrated_model(as_function(short_graph), xs)
+    tensors = rg.ranged_tensors(cal)
+    fixed = rg.fixed_tensors(cal)
+    assert fixed <= set(tensors) | fixed and 0 in fixed  # the input keeps its [-1, 1]
+    t = next(i for i in tensors if i not in fixed)
+    model = rg.quantise_calibrated(rg.with_ranges(cal, {t: (-2.0, 3.1)}))
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_content=model)
+    d = next(d for d in it.get_tensor_details() if d["name"] == tensors[t])
+    scale, zero = d["quantization"]
+    assert scale == pytest.approx(5.1 / 255, rel=1e-3) and d["dtype"] == np.int8
+    ops = {o["op_name"] for o in it._get_ops_details()}  # noqa: SLF001
+    assert "DEQUANTIZE" not in ops and "QUANTIZE" not in ops  # still one full-integer graph

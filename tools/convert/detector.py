@@ -58,6 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="re-centre the int8 score logits on the float ones, measured on the "
                              "calibration frames (off: the shift depends on those frames, and "
                              "UTKFace chips over-correct it for real footage)")
+    parser.add_argument("--activation-ranges", choices=("minmax", "mse"), default="mse",
+                        help="int8 activation ranges: TFLite's calibrated min/max, or per tensor "
+                             "the range with the least quantisation error on the calibration "
+                             "frames (default)")
+    parser.add_argument("--no-equalise", dest="equalise", action="store_false",
+                        help="do not equalise activation channels (conv->ReLU->depthwise and "
+                             "depthwise->1x1 conv) before quantising")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -110,13 +117,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"calibrating on {len(samples)} frames ({len(images) - args.scenes} read, "
           f"{args.scenes} scenes), input {width}x{height}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    model, offset = _quantise(args, graph, samples, width, height)
+    model, offset, equalised = _quantise(args, graph, samples, width, height)
     args.out.write_bytes(model)
     report = {"float_model": str(args.float_model), "out": str(args.out),
               "out_bytes": args.out.stat().st_size, "input_size": [width, height],
               "rebuild_max_abs_error": err, "calibration": {
                   "sources": [str(p) for p in args.calib], "frames": len(samples),
                   "scenes": args.scenes, "calib_limit": args.calib_limit, "seed": args.seed},
+              "quantisation": {"activation_ranges": args.activation_ranges,
+                               "equalised_tensors": equalised},
               "score_bias_correction": offset}
     print(f"wrote {args.out} ({report['out_bytes'] / 1024:.0f} KiB)")
     if args.eval:
@@ -126,24 +135,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantise(args, graph, samples, width: int, height: int) -> tuple[bytes, float]:
-    """int8 flatbuffer, and the score-logit bias correction applied (0.0 if none)."""
+def _quantise(args, graph, samples, width: int, height: int) -> tuple[bytes, float, int]:
+    """int8 flatbuffer, the score-logit bias correction applied (0.0 if none), and how many
+    activations were equalised."""
+    from tools.convert.equalise import equalise
     from tools.convert.quantize import score_offset, shift_scores, to_int8
 
-    model = to_int8(graph, samples, height, width, args.input_type)
+    g, equalised = graph, 0
+    if args.equalise:  # channel ranges from every 8th calibration frame (50 of 400)
+        g, equalised = equalise(graph, samples[::8], height, width)
+        print(f"equalised the channels of {equalised} activations")
+
+    def convert():
+        return to_int8(g, samples, height, width, args.input_type, args.activation_ranges)
+
+    model = convert()
     if not args.bias_correction:
-        return model, 0.0
+        return model, 0.0, equalised
     # measured on every 4th calibration frame: enough anchors, a quarter of the time
     offset = score_offset(graph, model, samples[::4], height, width)
     print(f"int8 score logits are {offset:+.3f} off the float ones on average; re-quantising "
           f"with the score bias corrected")
     if abs(offset) < 0.01:
-        return model, 0.0
-    shift_scores(graph, -offset)
+        return model, 0.0, equalised
+    shift_scores(g, -offset)
     try:
-        return to_int8(graph, samples, height, width, args.input_type), -offset
+        return convert(), -offset, equalised
     finally:
-        shift_scores(graph, offset)  # leave the float graph as read, for the agreement check
+        shift_scores(g, offset)  # leave the float graph as read, for the agreement check
 
 
 def _agreement(args, graph, width: int, height: int) -> dict:

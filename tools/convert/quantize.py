@@ -33,8 +33,11 @@ def rebuild_error(graph: Graph, model_path, samples: list[np.ndarray]) -> float:
     return worst
 
 
+RANGES = ("minmax", "mse")
+
+
 def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
-            width: int | None = None, input_type: str = "int8") -> bytes:
+            width: int | None = None, input_type: str = "int8", ranges: str = "minmax") -> bytes:
     """Quantise ``graph`` to a full-integer TFLite model.
 
     Args:
@@ -44,9 +47,27 @@ def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
         height, width: input size if not the graph's own (wide variants).
         input_type: "int8" or "uint8" for the input tensor; outputs are int8 (the runtime
             dequantises every tensor with its own scale and zero point).
+        ranges: activation ranges: "minmax" (TFLite's calibrator) or "mse" (per tensor, the
+            range minimising its quantisation error over the samples; ``tools.convert.ranges``).
     Returns:
         the ``.tflite`` flatbuffer.
     """
+    if ranges not in RANGES:
+        raise ValueError(f"ranges must be one of {RANGES}, got {ranges!r}")
+    if ranges == "minmax":
+        return _tflite_int8(graph, samples, height, width, input_type)
+    from tools.convert import ranges as rg
+
+    fn = as_function(graph, height, width)
+    # TFLite's calibrator only provides the calibrated flatbuffer; our statistics replace its
+    # min/max on every tensor, so two frames are enough for it
+    calibrated = rg.calibrated_model(fn, samples[:2], input_type)
+    return rg.quantise_calibrated(
+        rg.with_ranges(calibrated, rg.mse_ranges(calibrated, samples)), input_type)
+
+
+def _tflite_int8(graph: Graph, samples, height, width, input_type: str) -> bytes:
+    """TFLite's own post-training quantisation (calibrated min/max ranges)."""
     import tensorflow as tf
 
     fn = as_function(graph, height, width)
