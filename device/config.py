@@ -55,8 +55,13 @@ class SourceConfig:
 class ModelsConfig:
     dir: str = ""  # "" = the models/ folder installed with the package
     threads: int = field(default=1, metadata=POSITIVE)
-    detector_variant: str = field(default="full", metadata=_check(
-        lambda v: v in ("full", "short"), "must be 'full' or 'short'"))
+    # "" = the installed models' own detector (manifest); else full_wide | full | short
+    detector_variant: str = field(default="", metadata=_check(
+        lambda v: v in ("", "full_wide", "full", "short"),
+        "must be 'full_wide', 'full' or 'short' (or empty for the installed models' own)"))
+    # tiles per side on large frames: "auto" (none below 720 px, 2x2 to 1200 px, then 3x3) or 1-4
+    detector_tiles: str = field(default="auto", metadata=_check(
+        lambda v: v == "auto" or v in ("1", "2", "3", "4"), "must be 'auto' or 1, 2, 3, 4"))
     analyze_every: int = field(default=1, metadata=POSITIVE)
 
 

@@ -45,7 +45,10 @@ class VisionPipeline:
     Args:
         models_dir: folder with ``manifest.json`` and the models (default: the shipped ``models/``).
         threads: interpreter threads for each model.
-        detector_variant: "full" (0.5-5 m, default) or "short" (within 2 m); None: the manifest's.
+        detector_variant: "full_wide" (the shipped default), "full" or "short"; None: the
+            manifest's.
+        detector_tiles: tiles per side on large frames ("auto" or a number, see
+            ``device.detector.tiling``).
         analyze_every: analyze faces on every n-th processed frame only (tracking carries the
             attributes in between); 1 analyzes every frame.
         min_face_px: faces whose eye distance is below this many pixels are detected but not
@@ -54,10 +57,12 @@ class VisionPipeline:
 
     def __init__(self, models_dir: str | Path | None = None, threads: int | None = 1,
                  detector_variant: str | None = None, analyze_every: int = 1,
-                 min_face_px: float = 8.0, score_threshold: float | None = None):
+                 min_face_px: float = 8.0, score_threshold: float | None = None,
+                 detector_tiles: int | str = "auto"):
         self.models_dir = Path(models_dir) if models_dir else MODELS_DIR
         self.detector = FaceDetector(_detector_file(self.models_dir, detector_variant),
-                                     threads=threads, score_threshold=score_threshold)
+                                     threads=threads, score_threshold=score_threshold,
+                                     tiles=detector_tiles)
         try:
             self.analyzer: Analyzer | None = Analyzer(self.models_dir, threads=threads)
         except NoAttributeModel as exc:

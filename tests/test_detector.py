@@ -207,10 +207,12 @@ def test_detector_maps_a_face_back_to_frame_pixels():
     assert len(dets) == 1 and dets[0].score == pytest.approx(1 / (1 + np.exp(-3.0)))
     cx, cy = 12.5 / 48 * 192 / 0.3, (24.5 / 48 * 192 - 42) / 0.3  # undo scale 0.3, pad 42
     side = 19.2 / 0.3
+    # within half a pixel: the frame is first shrunk by a whole factor (640 -> 213 px), whose
+    # rounding moves points by a fraction of a pixel
     np.testing.assert_allclose(dets[0].box, [cx - side / 2, cy - side / 2, cx + side / 2,
-                                             cy + side / 2], atol=0.05)
+                                             cy + side / 2], atol=0.5)
     assert dets[0].keypoints.shape == (6, 2)
-    np.testing.assert_allclose(dets[0].keypoints, [[cx, cy]] * 6, atol=0.05)
+    np.testing.assert_allclose(dets[0].keypoints, [[cx, cy]] * 6, atol=0.5)
     assert model.seen.shape == (1, 192, 192, 3)
 
 
@@ -237,10 +239,14 @@ def test_variant_paths():
 
 # --- the real models on the sample footage ---------------------------------------------------
 
-@pytest.mark.parametrize("name,count", [("multiface.jpg", 6), ("two_people.jpg", 2),
-                                        ("two_people_2.jpg", 2)])
-def test_sample_image_face_counts(samples, detector, name, count):
+@pytest.mark.parametrize("name,count,tiles", [
+    ("multiface.jpg", 6, "auto"), ("two_people.jpg", 2, "auto"), ("two_people_2.jpg", 2, 1),
+    # 1428 px tall: the default 3x3 tiling also finds the partly hidden child, a real third face,
+    # at the bottom right (see test_tiling_finds_the_child_in_two_people_2)
+    ("two_people_2.jpg", 3, "auto")])
+def test_sample_image_face_counts(samples, detector, name, count, tiles):
     img = cv2.imread(str(samples / name))
+    detector.tiles = tiles
     dets = detector.detect(img)
     assert len(dets) == count, [(round(d.score, 2), d.box) for d in dets]
     h, w = img.shape[:2]

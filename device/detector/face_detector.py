@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 
+import cv2
 import numpy as np
 
 from device.detector.anchors import generate_anchors
 from device.detector.decode import select
 from device.detector.letterbox import Letterbox, letterbox_image, to_model_range
 from device.detector.nms import weighted_nms
+from device.detector.tiling import detection_regions
 from device.detector.variants import DETECTOR_VARIANTS, DetectorVariant
 from device.errors import ModelError
 from device.runtime import TFLiteModel, pixel_lut
@@ -30,6 +32,13 @@ def output_roles(shapes: list[tuple[int, ...]]) -> tuple[int, int]:
     if sorted(last) != [1, 16]:
         raise ModelError(f"expected a 16-value regressor and a 1-value score output, got {shapes}")
     return last.index(16), last.index(1)
+
+
+def shrink_factor(regions, input_size) -> int:
+    """The whole-number factor every region can be shrunk by before its letterbox (>= 1)."""
+    iw, ih = input_size
+    finest = max(min(iw / (x2 - x1), ih / (y2 - y1)) for x1, y1, x2, y2 in regions)
+    return max(1, int(1.0 / finest + 1e-9)) if finest <= 0.5 else 1
 
 
 def to_detections(rows: np.ndarray, scores: np.ndarray, lb: Letterbox,
@@ -58,11 +67,13 @@ class FaceDetector:
         nms_iou: IoU above which boxes merge in weighted NMS; None uses MediaPipe's 0.3.
         model: an already loaded model with ``inputs``/``outputs``/``run`` (tests, Edge TPU);
             ``model_path`` is then ignored.
+        tiles: tiles per side for large frames (see ``tiling``): "auto" (1 below 720 px tall,
+            2 below 1200, then 3), or a number; 1 runs the model on the whole frame only.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, threads: int = 1,
                  score_threshold: float | None = None, nms_iou: float | None = None,
-                 model=None):
+                 model=None, tiles: int | str = "auto"):
         self.model = model if model is not None else TFLiteModel(model_path, threads=threads)
         shape = self.model.inputs[0].shape
         if len(shape) != 4 or shape[3] != 3:
@@ -78,6 +89,9 @@ class FaceDetector:
         self.score_threshold = (self.variant.score_threshold if score_threshold is None
                                 else float(score_threshold))
         self.nms_iou = self.variant.nms_iou if nms_iou is None else float(nms_iou)
+        if tiles != "auto" and (not str(tiles).isdigit() or int(tiles) < 1):
+            raise ValueError(f"tiles must be 'auto' or a positive number, got {tiles!r}")
+        self.tiles = tiles
         # uint8 pixel -> input tensor value in one table lookup (no float image in between)
         self._lut = (pixel_lut(self.model.inputs[0], lambda p: (p - 127.5) / 127.5)
                      if hasattr(self.model, "run_raw") else None)
@@ -98,7 +112,27 @@ class FaceDetector:
         """All faces in one H x W x 3 uint8 BGR frame, best score first, in frame pixels."""
         if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
             raise ValueError("detect() wants an H x W x 3 BGR image")
-        rows, scores, lb = self.raw(image_bgr)
-        rows, scores = weighted_nms(rows, scores, self.nms_iou)
         h, w = image_bgr.shape[:2]
-        return to_detections(rows, scores, lb, w, h)
+        regions = detection_regions(w, h, self.tiles)
+        # One whole-number box-filter shrink first (fast in OpenCV, and it averages every pixel
+        # so small faces keep their contrast); the letterbox then has at most 2x left to do.
+        k = shrink_factor(regions, self.size)
+        if k > 1:
+            image_bgr = cv2.resize(image_bgr, (w // k, h // k), interpolation=cv2.INTER_AREA)
+            regions = [(x1 // k, y1 // k, x2 // k, y2 // k) for x1, y1, x2, y2 in regions]
+        sh, sw = image_bgr.shape[:2]
+        # every region's candidates in normalised frame coordinates, merged by one weighted NMS
+        all_rows, all_scores = [], []
+        # normalised coordinates are the same in the shrunk and the full frame (edges map to edges)
+        frame = Letterbox(1.0, (0, 0), (w, h))
+        for x1, y1, x2, y2 in regions:
+            rows, scores, lb = self.raw(image_bgr[y1:y2, x1:x2])
+            if len(rows):
+                pts = lb.to_frame(rows.reshape(-1, 2)) + np.array([x1, y1], np.float32)
+                all_rows.append((pts / np.array([sw, sh], np.float32)).reshape(len(rows), -1))
+                all_scores.append(scores)
+        if not all_rows:
+            return []
+        rows, scores = weighted_nms(np.concatenate(all_rows), np.concatenate(all_scores),
+                                    self.nms_iou)
+        return to_detections(rows, scores, frame, w, h)

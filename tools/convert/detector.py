@@ -172,7 +172,8 @@ def _agreement(args, graph, width: int, height: int) -> dict:
         float_path = args.out.with_suffix(".float-reference.tflite")
         float_path.write_bytes(_float_tflite(graph, height, width))
     try:
-        float_det, int8_det = FaceDetector(float_path), FaceDetector(args.out)
+        # the models themselves are compared: one pass over each whole frame, no tiling
+        float_det, int8_det = FaceDetector(float_path, tiles=1), FaceDetector(args.out, tiles=1)
         result = measure_agreement(float_det, int8_det, iter_frames(args.eval, args.video_every))
     finally:
         if float_path != args.float_model:
