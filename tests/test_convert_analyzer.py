@@ -123,7 +123,8 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
     assert all(s.dtype == np.int8 for s in model.outputs)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["detector"] == {"file": "det.tflite"}
-    assert manifest["analyzer"]["heads"]["age"]["kind"] == "distribution"
+    assert manifest["analyzer"]["heads"]["age"] == {"output": "age", "kind": "regression",
+                                                   "trained_as": "distribution"}
     report = json.loads((tmp_path / "conv.json").read_text())
     assert report["age_head"] == "age" and "utk_gender_acc" in report["int8"]
     out = Analyzer(tmp_path).analyze([np.zeros((64, 64), np.uint8)])[0]

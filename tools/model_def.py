@@ -9,6 +9,7 @@ beside ``emotion`` trained on FER+ soft votes). One run thus measures both choic
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from device.types import EMOTIONS
@@ -63,18 +64,33 @@ def build_model(width: float = 1.0, head_units: int = 128, dropout: float = 0.3)
 
 
 def export_model(model: keras.Model, age: str = "age", emotion: str = "emotion") -> keras.Model:
-    """The shipped model: three outputs named ``age``, ``gender``, ``emotion``.
+    """The shipped model: three outputs named ``age`` (years), ``gender``, ``emotion``.
 
     Args:
-        age: which trained age head to ship (``age`` distribution or ``age_reg``).
+        age: which trained age head to ship: ``age`` (the distribution, shipped as its expected
+            years) or ``age_reg``.
         emotion: which trained emotion head to ship (``emotion`` or ``emotion_orig``).
     """
     outs = model.output if isinstance(model.output, dict) else dict(zip(model.output_names,
                                                                          model.outputs))
+    age_out = outs[age] if age != "age" else expected_years(outs["age"])
     # Identity layers give the chosen tensors the names the appliance finds heads by.
     return keras.Model(model.input, {
-        "age": layers.Identity(name="age")(outs[age]) if age != "age" else outs["age"],
+        "age": layers.Identity(name="age_out")(age_out),
         "gender": outs["gender"],
         "emotion": layers.Identity(name="emotion")(outs[emotion]) if emotion != "emotion"
         else outs["emotion"],
     }, name="multihead_export")
+
+
+def expected_years(probs):
+    """Years as the expectation of the softmax over 0..100, as a fixed (untrained) dense layer.
+
+    Shipping the expectation rather than the 101 probabilities keeps the int8 output one number:
+    101 int8 probabilities (steps of 1/256) no longer sum to 1 closely enough for the runtime to
+    take them for probabilities.
+    """
+    dense = layers.Dense(1, use_bias=False, trainable=False, name="age_years")
+    out = dense(probs)
+    dense.set_weights([np.arange(AGE_BINS, dtype=np.float32).reshape(AGE_BINS, 1)])
+    return out

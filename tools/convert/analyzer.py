@@ -105,19 +105,24 @@ def to_int8(model, calib: np.ndarray, input_type: str = "uint8") -> bytes:
     return name_outputs(conv.convert())
 
 
-def tflite_outputs(path: Path, x_uint8: np.ndarray) -> dict[str, np.ndarray]:
-    """Dequantised head outputs of a ``.tflite`` for uint8 faces, through the device's runtime."""
-    from device.runtime import TFLiteModel
+def tflite_outputs(path: Path, x_uint8: np.ndarray, entry: dict) -> dict[str, np.ndarray]:
+    """Outputs of a ``.tflite`` for uint8 faces, decoded by the appliance's own ``Analyzer``.
 
-    model = TFLiteModel(path, threads=1)
-    specs = {h: model.output(h) for h in HEADS_OUT}
-    outs = {h: [] for h in HEADS_OUT}
-    for face in x_uint8:
-        res = model.run((face.astype(np.float32) / 255.0)[None, ..., None])
-        by_index = {s.index: r for s, r in zip(model.outputs, res)}
-        for h, s in specs.items():
-            outs[h].append(by_index[s.index][0])
-    return {h: np.stack(v) for h, v in outs.items()}
+    Returns years (``age``), P(female) as (N, 1) (``gender``) and emotion probabilities.
+    """
+    import tempfile
+
+    from device.analyzer import Analyzer
+    from device.types import EMOTIONS
+
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = {"detector": {}, "analyzer": dict(entry, file=str(Path(path).resolve()))}
+        (Path(tmp) / "manifest.json").write_text(json.dumps(manifest))
+        attrs = Analyzer(Path(tmp), threads=1).analyze(list(x_uint8))
+    female = [a.gender_prob if a.gender == "female" else 1 - a.gender_prob for a in attrs]
+    return {"age": np.array([[a.age] for a in attrs]),
+            "gender": np.array(female).reshape(-1, 1),
+            "emotion": np.array([[a.emotions[e] for e in EMOTIONS] for a in attrs])}
 
 
 def compare(float_m: dict, int8_m: dict) -> list[str]:
@@ -166,8 +171,9 @@ def run(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(tflite)
     log.info("wrote %s (%d bytes)", args.out, len(tflite))
+    entry = analyzer_entry(args.out, args.out.parent, age_kind="regression")
     float_m = evaluate_keras(model, data, val)
-    int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val])), data, val)
+    int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val], entry)), data, val)
     print(side_by_side(float_m, int8_m))
     problems = compare(float_m, int8_m)
     if args.report:
@@ -178,8 +184,8 @@ def run(args) -> int:
         print("int8 conversion rejected:\n  " + "\n  ".join(problems))
         return 1
     if args.manifest:
-        entry = analyzer_entry(args.out, args.manifest.parent,
-                               age_kind="distribution" if age == "age" else "regression")
+        entry = analyzer_entry(args.out, args.manifest.parent, age_kind="regression")
+        entry["heads"]["age"]["trained_as"] = "distribution" if age == "age" else "regression"
         update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
                                                               "age_head": age,
                                                               "emotion_head": emotion}})
