@@ -112,7 +112,9 @@ def main(argv=None) -> int:
     if args.report:
         from tools.evaluation.report import write_report
 
-        write_report(args.report, metrics, details, command=" ".join(sys.argv))
+        given = sys.argv[1:] if argv is None else list(argv)
+        write_report(args.report, metrics, details,
+                     command=" ".join(["python -m tools.evaluate", *given]))
     return 0
 
 
