@@ -116,7 +116,8 @@ class App:
             return  # nothing to show: do not spend CPU on drawing
         from device.display import render
 
-        self.display = DisplayWorker(sink, render, blur_faces=d.blur_faces,
+        self.display = DisplayWorker(sink, render, blur_faces=d.blur_faces, max_fps=d.max_fps,
+                                     max_width=d.max_width,
                                      snapshot_dir=p.snapshot_dir if p.debug_snapshots else None)
         self.display.start()
 

@@ -126,6 +126,8 @@ class DisplayConfig:
         "must be 'none', 'drm', 'png:PATH' or 'fb:/dev/fbN'"))
     blur_faces: bool = True
     png_every: int = field(default=5, metadata=POSITIVE)  # png sink: write every N-th shown frame
+    max_fps: float = field(default=15.0, metadata=POSITIVE)  # screen refreshes per second at most
+    max_width: int = field(default=1280, metadata=NON_NEGATIVE)  # wider frames shrink first; 0: never
 
 
 @dataclass(frozen=True)

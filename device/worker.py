@@ -57,6 +57,26 @@ def track_view(track) -> SimpleNamespace:
                            smoothed=getattr(track, "smoothed", None), attributes=None)
 
 
+def fit_width(image, tracks, boxes, max_width: int):
+    """Shrink a frame wider than ``max_width`` (and the boxes drawn on it) before rendering.
+
+    A 1080p camera frame drawn at full size costs the display thread (and, through the GIL, the
+    vision loop) several times what a screen-sized one does; screens are rarely wider.
+    Returns (image, tracks, boxes), unchanged when the frame is narrow enough.
+    """
+    h, w = image.shape[:2]
+    if not max_width or w <= max_width:
+        return image, tracks, boxes
+    f = max_width / w
+    small = cv2.resize(image, (max_width, round(h * f)), interpolation=cv2.INTER_LINEAR)
+
+    def scale(box):
+        return tuple(float(v) * f for v in getattr(box, "box", box))
+
+    tracks = [SimpleNamespace(**{**vars(t), "box": scale(t.box)}) for t in tracks]
+    return small, tracks, [scale(b) for b in boxes]
+
+
 class DisplayWorker:
     """Renders and shows frames on its own thread.
 
@@ -66,16 +86,24 @@ class DisplayWorker:
         blur_faces: pixelate faces on screen.
         snapshot_dir: where debug snapshots go (None: never written).
         snapshot_every_s: seconds between debug snapshots; at most ``snapshot_keep`` are kept.
+        max_fps: screen refreshes per second at most; frames offered faster are skipped on the
+            vision thread before any work is done for them (a screen needs ~15, the vision loop
+            runs far faster, and rendering every frame would take CPU time from it).
+        max_width: camera frames wider than this are shrunk before rendering (0: never).
     """
 
     def __init__(self, sink, render, blur_faces: bool = True, snapshot_dir: str | None = None,
-                 snapshot_every_s: float = 60.0, snapshot_keep: int = 20):
+                 snapshot_every_s: float = 60.0, snapshot_keep: int = 20, max_fps: float = 15.0,
+                 max_width: int = 1280, clock=time.monotonic):
         self.sink, self.render, self.blur_faces = sink, render, blur_faces
         self.snapshot_dir = Path(snapshot_dir) if snapshot_dir else None
         self.snapshot_every_s, self.snapshot_keep = snapshot_every_s, snapshot_keep
         self._next_snapshot = 0.0
         self.mailbox = Mailbox()
         self.shown = 0
+        self.min_interval = 1.0 / max_fps if max_fps > 0 else 0.0
+        self.max_width = max_width
+        self._clock, self._last_submit = clock, float("-inf")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
 
@@ -83,7 +111,14 @@ class DisplayWorker:
         self._thread.start()
 
     def submit(self, image, tracks, snapshot: dict | None, status: dict, blur_boxes=()) -> None:
-        """Queue a frame for the screen; replaces an older one not yet shown. Never blocks."""
+        """Queue a frame for the screen; replaces an older one not yet shown. Never blocks.
+
+        Frames arriving within ``1 / max_fps`` of the last one queued are dropped at once.
+        """
+        now = self._clock()
+        if now - self._last_submit < self.min_interval:
+            return
+        self._last_submit = now
         self.mailbox.put((image, [track_view(t) for t in tracks], snapshot, status,
                           list(blur_boxes)))
 
@@ -103,6 +138,7 @@ class DisplayWorker:
                 continue
             image, tracks, snapshot, status, boxes = item
             try:
+                image, tracks, boxes = fit_width(image, tracks, boxes, self.max_width)
                 screen = self.render(image, tracks, snapshot, status, blur_faces=self.blur_faces,
                                      blur_boxes=boxes)
                 self.sink.show(screen)

@@ -326,3 +326,33 @@ def test_drm_sink_errors(fake_picamera2, monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)  # not installed
     with pytest.raises(DisplayError, match="needs picamera2"):
         open_sink("drm", camera=FakeCamera())
+
+
+def test_wide_frames_are_shrunk_with_their_boxes_before_rendering():
+    from types import SimpleNamespace
+
+    from device.worker import fit_width
+
+    frame = np.zeros((1080, 1920, 3), np.uint8)
+    tracks = [SimpleNamespace(track_id=1, box=(960.0, 540.0, 1152.0, 732.0), facing=True,
+                              smoothed=None, attributes=None)]
+    small, t2, boxes = fit_width(frame, tracks, [(0, 0, 192, 192)], 1280)
+    assert small.shape == (720, 1280, 3)
+    assert t2[0].box == pytest.approx((640, 360, 768, 488)) and t2[0].track_id == 1
+    assert boxes == [pytest.approx((0, 0, 128, 128))]
+    assert tracks[0].box == (960.0, 540.0, 1152.0, 732.0)  # the caller's view is not changed
+    same = fit_width(np.zeros((360, 640, 3), np.uint8), tracks, [], 1280)
+    assert same[0].shape == (360, 640, 3) and same[1] is tracks
+
+
+def test_display_worker_drops_frames_above_max_fps():
+    from device.worker import DisplayWorker
+
+    now = [0.0]
+    worker = DisplayWorker(sink=None, render=None, max_fps=10, clock=lambda: now[0])
+    queued = []
+    worker.mailbox.put = queued.append
+    for i in range(30):  # 30 frames offered over 0.29 s at 100 fps
+        now[0] = i * 0.01
+        worker.submit(np.zeros((4, 4, 3), np.uint8), [], None, {})
+    assert len(queued) == 3  # t = 0.0, 0.1, 0.2

@@ -53,7 +53,9 @@ class Progress:
 
 
 def run_bench(source: str, threads: int = 1, repeat: int = 1, analyze_every: int = 1,
-              models_dir: str | None = None, limit: int | None = None, tracking: bool = True) -> dict:
+              models_dir: str | None = None, limit: int | None = None, tracking: bool = True,
+              app: bool = False, display: str = "png:/tmp/kiosk-bench.png",
+              mqtt: str | None = None) -> dict:
     """Time the per-frame path over every frame of ``source``; returns the report dict."""
     from device.pipeline import VisionPipeline
 
@@ -85,7 +87,12 @@ def run_bench(source: str, threads: int = 1, repeat: int = 1, analyze_every: int
     ms = np.array(times) * 1000
     process_peak = peak_rss_mb()
     info = pipeline.describe()
-    return {
+    extra = {}
+    if app:
+        from tools.bench_app import overhead_report
+
+        extra = overhead_report(frames, pipeline, float(np.median(ms)), display, mqtt)
+    return extra | {
         "source": source, "frames": len(times), "faces": faces,
         "frame_size": list(frames[0].image.shape[1::-1]),
         "threads": threads, "analyze_every": analyze_every, "tracking": tracker is not None,
@@ -108,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, help="use only the first N frames")
     p.add_argument("--models", metavar="DIR", help="models folder (default: installed)")
     p.add_argument("--no-tracking", action="store_true")
+    p.add_argument("--app", action="store_true",
+                   help="also run the frames through the whole appliance and report its overhead")
+    p.add_argument("--display", default="png:/tmp/kiosk-bench.png", help="display sink for --app")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="broker for --app (default: none, spool only)")
     p.add_argument("--json", metavar="OUT", help="also write the report here")
     args = p.parse_args(argv)
     report = run_bench(args.source, args.threads, args.repeat, args.analyze_every, args.models,
-                       args.limit, not args.no_tracking)
+                       args.limit, not args.no_tracking, args.app, args.display, args.mqtt)
     for key, value in report.items():
         print(f"{key:>20}: {value}")
     if args.json:
