@@ -41,6 +41,8 @@ def test_auto_head_choice_follows_validation_numbers():
          "fer_emotion_acc_ferplus": 0.75, "fer_emotion_orig_acc_orig": 0.64,
          "fer_emotion_orig_acc_ferplus": 0.66}
     assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion")
+    m.update(fer_emotion_mix_acc_orig=0.63, fer_emotion_mix_acc_ferplus=0.74)
+    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion_mix")
     assert conv.choose_heads(m, "age_reg", "emotion_orig") == ("age_reg", "emotion_orig")
 
 

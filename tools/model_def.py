@@ -69,7 +69,8 @@ def export_model(model: keras.Model, age: str = "age", emotion: str = "emotion")
     Args:
         age: which trained age head to ship: ``age`` (the distribution, shipped as its expected
             years) or ``age_reg``.
-        emotion: which trained emotion head to ship (``emotion`` or ``emotion_orig``).
+        emotion: which trained emotion head to ship: ``emotion`` (FER+ votes), ``emotion_orig``
+            (original labels) or ``emotion_mix`` (the mean of their probabilities).
     """
     outs = model.output if isinstance(model.output, dict) else dict(zip(model.output_names,
                                                                          model.outputs))
@@ -78,9 +79,16 @@ def export_model(model: keras.Model, age: str = "age", emotion: str = "emotion")
     return keras.Model(model.input, {
         "age": layers.Identity(name="age_out")(age_out),
         "gender": outs["gender"],
-        "emotion": layers.Identity(name="emotion")(outs[emotion]) if emotion != "emotion"
-        else outs["emotion"],
+        "emotion": _emotion_output(outs, emotion),
     }, name="multihead_export")
+
+
+def _emotion_output(outs: dict, emotion: str):
+    if emotion == "emotion_mix":  # the mean of the two emotion heads' probabilities
+        return layers.Average(name="emotion_mix")([outs["emotion"], outs["emotion_orig"]])
+    if emotion == "emotion":
+        return outs["emotion"]
+    return layers.Identity(name="emotion_out")(outs[emotion])
 
 
 def expected_years(probs):

@@ -38,9 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--age-head", choices=("auto", "age", "age_reg"), default="auto",
                    help="ship the year distribution (age) or the regression (age_reg); auto: "
                         "lower float MAE on the validation split")
-    p.add_argument("--emotion-head", choices=("auto", "emotion", "emotion_orig"), default="auto",
-                   help="ship the FER+ soft-vote head or the original-label head; auto: higher "
-                        "mean of original and FER+ majority accuracy on FER2013Valid")
+    p.add_argument("--emotion-head", choices=("auto", "emotion", "emotion_orig", "emotion_mix"),
+                   default="auto",
+                   help="ship the FER+ soft-vote head, the original-label head or the mean of "
+                        "both; auto: highest mean of original-label and FER+ majority accuracy "
+                        "on FER2013Valid")
     p.add_argument("--calib-count", type=int, default=400)
     p.add_argument("--input-type", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--detector", type=Path, default=None,
@@ -56,7 +58,7 @@ def choose_heads(metrics: dict, age: str, emotion: str) -> tuple[str, str]:
     if emotion == "auto":
         def mean(h):
             return (metrics.get(f"fer_{h}_acc_orig", 0) + metrics.get(f"fer_{h}_acc_ferplus", 0)) / 2
-        emotion = "emotion" if mean("emotion") >= mean("emotion_orig") else "emotion_orig"
+        emotion = max(("emotion", "emotion_orig", "emotion_mix"), key=mean)
     return age, emotion
 
 
@@ -161,6 +163,7 @@ def run(args) -> int:
     val = np.flatnonzero(data["split"] == 1)
     trained = keras.models.load_model(args.keras, compile=False)
     names = set(trained.output_names)
+    # the float numbers of every candidate head, for the record (manifest, model card)
     train_metrics = evaluate_keras(trained, data, val) if {"age_reg", "emotion_orig"} & names else {}
     age, emotion = choose_heads(train_metrics, args.age_head, args.emotion_head)
     if train_metrics:
@@ -188,7 +191,8 @@ def run(args) -> int:
         entry["heads"]["age"]["trained_as"] = "distribution" if age == "age" else "regression"
         update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
                                                               "age_head": age,
-                                                              "emotion_head": emotion}})
+                                                              "emotion_head": emotion,
+                                                              "candidates_float": train_metrics}})
         log.info("updated %s", args.manifest)
     compile_for_edgetpu([p for p in (args.detector or _manifest_detector(args.manifest),
                                      args.out) if p], args.out.parent)

@@ -23,6 +23,9 @@ def head_predictions(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     for name in ("emotion", "emotion_orig"):
         if name in outputs:
             out[name] = np.argmax(outputs[name], axis=-1)
+    if "emotion" in outputs and "emotion_orig" in outputs:
+        mix = (np.asarray(outputs["emotion"]) + np.asarray(outputs["emotion_orig"])) / 2
+        out["emotion_mix"] = np.argmax(mix, axis=-1)
     return out
 
 
@@ -45,7 +48,7 @@ def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.nda
     if f.any():
         orig, major = data["emotion"][idx][f], data["majority"][idx][f]
         res["fer_n"] = int(f.sum())
-        for head in ("emotion", "emotion_orig"):
+        for head in ("emotion", "emotion_orig", "emotion_mix"):
             if head in pred:
                 p = pred[head][f]
                 res[f"fer_{head}_acc_orig"] = accuracy(orig[orig >= 0], p[orig >= 0])
