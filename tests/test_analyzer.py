@@ -94,3 +94,13 @@ def test_pipeline_on_real_image_gives_attributes_per_face(models_dir):
     img = cv2.imread(str(sample("two_people.jpg")))
     got = [all(a is not None for _, a in p3.process(img)) for _ in range(4)]
     assert got == [True, False, False, True]
+
+
+def test_probabilities_are_recognised_even_when_int8_rounding_breaks_their_sum():
+    from device.analyzer import _as_probs
+
+    coarse = np.array([[0.5, 0.3, 0.1, 0.0, 0.0, 0.0, 0.0]])  # sums to 0.9 after int8 rounding
+    assert _as_probs(coarse)[0] == pytest.approx([5 / 9, 3 / 9, 1 / 9, 0, 0, 0, 0])
+    logits = np.array([[2.0, -1.0]])
+    assert _as_probs(logits)[0] == pytest.approx([0.9526, 0.0474], abs=1e-4)
+    assert _as_probs(np.zeros((1, 4)))[0] == pytest.approx([0.25] * 4)
