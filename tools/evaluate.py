@@ -30,6 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ferplus", type=Path,
                     help="one FER+ split folder (label.csv); original labels from "
                          "fer2013_labels.csv in its parent when present")
+    ap.add_argument("--utkface-val-split", action="store_true",
+                    help="only the validation files of tools.prepare's seeded 90/10 UTKFace split "
+                         "(our own validation; the held-out chips need no flag)")
     ap.add_argument("--ck", type=Path, help="CK+48 class folders")
     ap.add_argument("--aaf", type=Path, help="All-Age-Faces root (uses image sets/val.txt)")
     ap.add_argument("--model", type=Path, default=MODELS_DIR,
@@ -68,7 +71,12 @@ def run(args) -> tuple[dict, dict]:
         baseline = fit_from_cache(load_cache(args.baseline_cache))
     metrics, details = {}, {}
     if args.utkface:
-        recs = _limit(ds.read_utkface(args.utkface).records, args.limit)
+        recs = ds.read_utkface(args.utkface).records
+        if args.utkface_val_split:
+            from tools.prepare import utk_split
+
+            recs = [r for r, s in zip(recs, utk_split(len(recs), 0.1, 0)) if s == 1]
+        recs = _limit(recs, args.limit)
         metrics["utkface"], details["utkface"] = sets.evaluate_utkface(recs, path, baseline)
     if args.ferplus:
         recs = _limit(ds.read_ferplus(args.ferplus).records, args.limit)
