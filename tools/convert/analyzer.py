@@ -47,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-type", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--detector", type=Path, default=None,
                    help="detector .tflite to co-compile for the Edge TPU (default: the manifest's)")
+    p.add_argument("--version", default=None,
+                   help="models version to write in the manifest (default: keep its version, "
+                        "1.0.0 for a new one); provisioning only installs newer versions")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--report", type=Path, default=None, help="write the float/int8 comparison as JSON")
 
@@ -192,7 +195,8 @@ def run(args) -> int:
         update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
                                                               "age_head": age,
                                                               "emotion_head": emotion,
-                                                              "candidates_float": train_metrics}})
+                                                              "candidates_float": train_metrics}},
+                        version=args.version)
         log.info("updated %s", args.manifest)
     compile_for_edgetpu([p for p in (args.detector or _manifest_detector(args.manifest),
                                      args.out) if p], args.out.parent)

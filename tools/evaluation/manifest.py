@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from pathlib import Path
 
@@ -39,7 +38,8 @@ def detector_entry(models_dir: Path) -> dict | None:
     return None
 
 
-def update_manifest(path: Path, analyzer: dict, metrics: dict | None = None) -> dict:
+def update_manifest(path: Path, analyzer: dict, metrics: dict | None = None,
+                    version: str | None = None) -> dict:
     """Set the analyzer entry (and ``metrics.analyzer``) of ``path``, keeping every other key.
 
     A missing manifest is created with the default detector found beside it; a manifest without
@@ -47,7 +47,9 @@ def update_manifest(path: Path, analyzer: dict, metrics: dict | None = None) -> 
     """
     path = Path(path)
     data = json.loads(path.read_text()) if path.is_file() else {}
-    data["version"] = dt.date.today().strftime("%Y.%m.%d")
+    # Provisioning installs only bundles newer than this (numbers compared as numbers), so it is
+    # set on purpose, never bumped by a date: "1.0.0" is below any real bundle version.
+    data["version"] = version or data.get("version") or "1.0.0"
     if not data.get("detector"):
         data["detector"] = detector_entry(path.parent) or {}
     data["analyzer"] = analyzer
