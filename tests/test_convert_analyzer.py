@@ -1,4 +1,4 @@
-"""``python -m tools.convert analyzer``: int8 conversion, the float/int8 gate, manifest, Edge TPU."""
+"""``python -m tools.convert analyzer``: int8 conversion, float/int8 gate, manifest, Edge TPU."""
 
 from __future__ import annotations
 

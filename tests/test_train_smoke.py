@@ -1,4 +1,4 @@
-"""A tiny end-to-end training: generated faces, one epoch, checkpoints, resume, validation report."""
+"""A tiny end-to-end training: generated faces, one epoch, checkpoints, resume, validation."""
 
 from __future__ import annotations
 

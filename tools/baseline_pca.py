@@ -80,8 +80,13 @@ def fit_from_cache(data: dict, split: int = 0, **kw) -> PCABaseline:
     return PCABaseline(**kw).fit(data["x"][g], data["gender"][g], data["x"][e], data["emotion"][e])
 
 
+def _acc(pred, truth) -> float:
+    return float(np.mean(np.asarray(pred) == np.asarray(truth)))
+
+
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.baseline_pca", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.baseline_pca",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--cache", type=Path, required=True)
     ap.add_argument("--components", type=int, default=150)
     args = ap.parse_args(argv)
@@ -92,10 +97,9 @@ def main(argv=None) -> int:
     val = data["split"] == 1
     g, e = val & (data["gender"] >= 0), val & (data["emotion"] >= 0)
     m = val & (data["majority"] >= 0)
-    res = {"utk_val_gender_acc": float(np.mean(model.predict_gender(data["x"][g]) == data["gender"][g])),
-           "fer_valid_acc_orig": float(np.mean(model.predict_emotion(data["x"][e]) == data["emotion"][e])),
-           "fer_valid_acc_ferplus": float(np.mean(model.predict_emotion(data["x"][m])
-                                                  == data["majority"][m]))}
+    res = {"utk_val_gender_acc": _acc(model.predict_gender(data["x"][g]), data["gender"][g]),
+           "fer_valid_acc_orig": _acc(model.predict_emotion(data["x"][e]), data["emotion"][e]),
+           "fer_valid_acc_ferplus": _acc(model.predict_emotion(data["x"][m]), data["majority"][m])}
     print(json.dumps(res, indent=1))
     return 0
 

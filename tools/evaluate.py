@@ -25,7 +25,8 @@ DEFAULT_BASELINE_CACHE = Path("/work/cache/faces.npz")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m tools.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.evaluate",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--utkface", type=Path, help="UTKFace chips folder")
     ap.add_argument("--ferplus", type=Path,
                     help="one FER+ split folder (label.csv); original labels from "

@@ -1,9 +1,10 @@
 """The multi-head attribute network: one depthwise-separable trunk, heads for age, gender, emotion.
 
-Training also carries two comparison heads that never ship: ``age_reg`` (plain regression, beside
-the ``age`` distribution over years) and ``emotion_orig`` (trained on the original FER2013 labels,
-beside ``emotion`` trained on FER+ soft votes). One run thus measures both choices on the same trunk;
-``export_model`` keeps the three heads the appliance reads, under the names it looks for.
+Training also carries two comparison heads: ``age_reg`` (plain regression, beside the ``age``
+distribution over years) and ``emotion_orig`` (trained on the original FER2013 labels, beside
+``emotion`` trained on FER+ soft votes). One run thus measures both choices on the same trunk;
+``export_model`` builds the three outputs the appliance reads, under the names it looks for (the
+shipped emotion output may be the mean of both emotion heads).
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def build_model(width: float = 1.0, head_units: int = 128, dropout: float = 0.3)
         emotion (7 softmax, FER+ votes), emotion_orig (7 softmax, original FER2013 labels)
     """
     inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
-    x = layers.Conv2D(int(32 * width), 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
+    x = layers.Conv2D(int(32 * width), 3, strides=2, padding="same", use_bias=False,
+                      name="stem")(inp)
     x = layers.BatchNormalization(name="stem_bn")(x)
     x = layers.ReLU(name="stem_relu")(x)
     for i, (filters, stride) in enumerate(TRUNK):

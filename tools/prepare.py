@@ -6,8 +6,8 @@
 The cache holds, for N faces: ``x`` (N,64,64) uint8; ``age`` (years, -1 none); ``gender`` (0 male,
 1 female, -1 none); ``race`` (-1 none); ``emotion`` (original FER2013 label, -1 none); ``votes``
 (N,7) FER+ votes mapped onto our 7 emotions (0 none); ``majority`` (FER+ majority, -1 none or
-contempt/unknown/NF); ``source`` (0 UTKFace, 1 FER); ``split`` (0 train, 1 val); ``fallback`` (UTKFace
-chip aligned on canonical eyes because the detector found no face); ``meta`` (JSON text).
+contempt/unknown/NF); ``source`` (0 UTKFace, 1 FER); ``split`` (0 train, 1 val); ``fallback``
+(UTKFace chip aligned on canonical eyes because the detector found no face); ``meta`` (JSON text).
 
 UTKFace is split 90/10 by file with a fixed seed; FER uses FER2013Train / FER2013Valid as given.
 """

@@ -5,9 +5,10 @@
     python -m tools.train --data /work/cache/faces.npz --out /work/cache/train2 \
         --init models/train/multihead.keras --epochs 6 --lr 5e-4
 
-Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a line
-of ``history.jsonl``; the epoch with the best validation score is also kept as ``best.keras``. The
-validation report (UTKFace val split, FER2013Valid) is printed after every epoch and at the end.
+Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a
+line of ``history.jsonl``; the epoch with the best validation score is also kept as
+``best.keras``. The validation report (UTKFace val split, FER2013Valid) is printed after every
+epoch and at the end.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """``python -m tools.convert analyzer``: trained multi-head Keras model -> full-integer int8 TFLite.
 
     python -m tools.convert analyzer --keras /work/cache/train/best.keras \
-        --calib /work/cache/faces.npz --out models/multihead_int8.tflite --manifest models/manifest.json
+        --calib /work/cache/faces.npz --out models/multihead_int8.tflite \
+        --manifest models/manifest.json
 
 Calibrates on a few hundred real aligned faces from the cache's train split, then runs the float
 and the int8 model side by side on the cache's validation split. Exits 1, saying which head and by
@@ -51,16 +52,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="models version to write in the manifest (default: keep its version, "
                         "1.0.0 for a new one); provisioning only installs newer versions")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--report", type=Path, default=None, help="write the float/int8 comparison as JSON")
+    p.add_argument("--report", type=Path, default=None,
+                   help="write the float/int8 comparison as JSON")
 
 
 def choose_heads(metrics: dict, age: str, emotion: str) -> tuple[str, str]:
     """Resolve ``auto`` head choices from float validation metrics of the training heads."""
     if age == "auto":
-        age = "age" if metrics.get("utk_age_mae", 99) <= metrics.get("utk_age_reg_mae", 99) else "age_reg"
+        dist, reg = metrics.get("utk_age_mae", 99), metrics.get("utk_age_reg_mae", 99)
+        age = "age" if dist <= reg else "age_reg"
     if emotion == "auto":
         def mean(h):
-            return (metrics.get(f"fer_{h}_acc_orig", 0) + metrics.get(f"fer_{h}_acc_ferplus", 0)) / 2
+            return (metrics.get(f"fer_{h}_acc_orig", 0)
+                    + metrics.get(f"fer_{h}_acc_ferplus", 0)) / 2
         emotion = max(("emotion", "emotion_orig", "emotion_mix"), key=mean)
     return age, emotion
 
@@ -167,7 +171,8 @@ def run(args) -> int:
     trained = keras.models.load_model(args.keras, compile=False)
     names = set(trained.output_names)
     # the float numbers of every candidate head, for the record (manifest, model card)
-    train_metrics = evaluate_keras(trained, data, val) if {"age_reg", "emotion_orig"} & names else {}
+    candidates = {"age_reg", "emotion_orig"} & names
+    train_metrics = evaluate_keras(trained, data, val) if candidates else {}
     age, emotion = choose_heads(train_metrics, args.age_head, args.emotion_head)
     if train_metrics:
         log.info("training heads on validation: %s", json.dumps(train_metrics))

@@ -1,4 +1,4 @@
-"""Co-compiling the detector and the analyzer for the Coral Edge TPU, when the compiler is installed.
+"""Co-compiling the detector and the analyzer for the Coral Edge TPU, when its compiler is here.
 
 Both models are compiled in one ``edgetpu_compiler`` call so they share the TPU's parameter cache
 (Coral's "co-compilation"); the compiler's own log says how many ops map to the TPU.

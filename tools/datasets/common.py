@@ -13,7 +13,7 @@ from device.errors import KioskError
 
 
 class DatasetLayoutError(KioskError, FileNotFoundError):
-    """A data set folder is not laid out as its public release is; the message says what is missing."""
+    """A data set folder is not laid out as its public release; the message says what is missing."""
 
 
 @dataclass
@@ -39,7 +39,7 @@ class FaceRecord:
     pixels: np.ndarray | None = field(default=None, repr=False)
 
     def image(self) -> np.ndarray | None:
-        """The face as BGR uint8 (inline pixels are expanded to 3 channels), or None if unreadable."""
+        """The face as BGR uint8 (inline pixels expanded to 3 channels), or None if unreadable."""
         if self.pixels is not None:
             return cv2.cvtColor(self.pixels, cv2.COLOR_GRAY2BGR)
         return cv2.imread(str(self.path), cv2.IMREAD_COLOR)

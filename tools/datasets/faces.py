@@ -43,7 +43,8 @@ def detect_eyes_on_chip(detector, chip_bgr: np.ndarray, pad: float = CHIP_PAD):
     if detector is None:
         return None
     p = int(round(pad * max(chip_bgr.shape[:2])))
-    canvas = cv2.copyMakeBorder(chip_bgr, p, p, p, p, cv2.BORDER_CONSTANT, value=0) if p else chip_bgr
+    canvas = (cv2.copyMakeBorder(chip_bgr, p, p, p, p, cv2.BORDER_CONSTANT, value=0) if p
+              else chip_bgr)
     det = best_detection(detector, canvas)
     if det is None:
         return None

@@ -70,7 +70,7 @@ def _parse_row(row: list[str]) -> tuple[str, np.ndarray] | None:
 
 
 def read_ferplus(split_dir: Path, original_labels: Path | None = None) -> ReadResult:
-    """One FER+ split folder. ``FaceRecord.votes`` holds the 10 raw votes; ``emotion`` the original label.
+    """One FER+ split folder: ``FaceRecord.votes`` the 10 raw votes, ``emotion`` the original label.
 
     Args:
         split_dir: e.g. ``.../ferplus/FER2013Valid`` holding ``label.csv`` and the PNGs.

@@ -42,6 +42,6 @@ def read_fer_folders(root: Path) -> ReadResult:
 
 
 def read_ck48(root: Path) -> ReadResult:
-    """CK+48 (``anger, contempt, disgust, fear, happy, sadness, surprise``); contempt is counted, skipped."""
+    """CK+48 (``anger, contempt, disgust, fear, happy, sadness, surprise``); contempt is skipped."""
     root = require_dir(root, "CK+48")
     return _read_class_dirs(root, CK_CLASSES, "CK+48")

@@ -36,7 +36,8 @@ def models_dir_for(model: Path) -> tuple[Path, tempfile.TemporaryDirectory | Non
     tmp = tempfile.TemporaryDirectory()
     entry = dict(manifest["analyzer"], file=str(model.resolve()))
     entry.pop("sha256", None)
-    det = dict(manifest["detector"], file=str((model.parent / manifest["detector"]["file"]).resolve()))
+    det_file = model.parent / manifest["detector"]["file"]
+    det = dict(manifest["detector"], file=str(det_file.resolve()))
     manifest.update(analyzer=entry, detector=det)
     (Path(tmp.name) / "manifest.json").write_text(json.dumps(manifest))
     return Path(tmp.name), tmp

@@ -34,7 +34,8 @@ def time_analyzer(models_dir: Path, runs: int = 500, warmup: int = 20) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tools.evaluation.timing", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.evaluation.timing",
+                                 description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=MODELS_DIR)
     ap.add_argument("--runs", type=int, default=500)
     args = ap.parse_args(argv)

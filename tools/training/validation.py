@@ -62,7 +62,7 @@ def evaluate_keras(model, data: dict[str, np.ndarray], idx: np.ndarray, batch: i
 
 
 def selection_score(m: dict) -> float:
-    """One number to keep the best epoch: gender and emotion accuracy up, age MAE (in decades) down."""
+    """One number to keep the best epoch: gender and emotion accuracy up, age MAE (decades) down."""
     age = min(m.get("utk_age_mae", 99), m.get("utk_age_reg_mae", 99))
     emo = max(m.get("fer_emotion_acc_orig", 0), m.get("fer_emotion_orig_acc_orig", 0))
     return m.get("utk_gender_acc", 0) + emo - age / 10
