@@ -79,7 +79,7 @@ class DevicePath:
             return cv2.resize(gray, (self.size, self.size), interpolation=cv2.INTER_AREA), False
         return align_face(image_bgr, *eyes, size=self.size), True
 
-    def crop_crop(self, image: np.ndarray) -> np.ndarray:
+    def framed_crop(self, image: np.ndarray) -> np.ndarray:
         """A pre-framed face crop (FER, CK+) resized to the analyzer's input."""
         return crop_to_input(image, self.size)
 

@@ -1,7 +1,8 @@
 """One evaluation per data set: crops as the appliance makes them, metrics, and details for plots.
 
-Each ``evaluate_*`` takes a reader's records and a ``predictor`` with ``crops_*`` helpers
-(``DevicePath``), and returns (metrics for the JSON, details for the report).
+Each ``evaluate_*`` takes a reader's records, a ``DevicePath`` (crops and predictions as the
+appliance makes them) and optionally the PCA baseline, and returns (metrics for the JSON, details
+for the report).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def plain_crops(records, path, desc: str):
         img = rec.image()
         if img is None:
             continue
-        crops.append(path.crop_crop(img))
+        crops.append(path.framed_crop(img))
         kept.append(rec)
     return crops, kept
 
