@@ -8,7 +8,7 @@ import numpy as np
 
 from device.errors import ModelError, NoAttributeModel
 from device.manifest import DEFAULT_AGE_GROUPS, age_group, load_manifest, model_path, parse_age_groups
-from device.runtime import TFLiteModel
+from device.runtime import TFLiteModel, pixel_lut
 from device.types import EMOTIONS, GENDERS, FaceAttributes
 
 
@@ -77,16 +77,21 @@ class Analyzer:
         self.emotion_labels = tuple(self.heads["emotion"].get("labels", EMOTIONS))
         self._out = {name: self.model.output(h["output"]) for name, h in self.heads.items()}
         self._batch = self.model.inputs[0].shape[0]
+        # uint8 pixel -> input tensor value in one lookup (quantised when the model is int8)
+        self._lut = pixel_lut(self.model.inputs[0], lambda p: p / self.input_scale)
 
     @property
     def name(self) -> str:
         return self.model.path.name
 
     def _prepare(self, crops: list[np.ndarray]) -> np.ndarray:
-        x = np.stack([c if c.ndim == 3 else c[..., None] for c in crops]).astype(np.float32)
+        """Aligned uint8 crops to the input tensor's own type and scale."""
+        x = np.stack([c if c.ndim == 3 else c[..., None] for c in crops])
         if x.shape[1:] != (self.size, self.size, self.channels):
             raise ValueError(f"crops must be {self.size}x{self.size}x{self.channels}, got {x.shape[1:]}")
-        return x / self.input_scale
+        if x.dtype != np.uint8:
+            raise ValueError(f"crops must be uint8 images, got {x.dtype}")
+        return self._lut[x]
 
     def raw(self, crops: list[np.ndarray]) -> dict[str, np.ndarray]:
         """Raw float head outputs for a list of aligned crops (batched one at a time if fixed)."""
@@ -96,7 +101,7 @@ class Analyzer:
         if step != 1:
             self.model.resize_batch(len(x))
         for i in range(0, len(x), step):
-            res = self.model.run(x[i:i + step])
+            res = self.model.run_raw(x[i:i + step])
             by_index = {spec.index: r for spec, r in zip(self.model.outputs, res)}
             for name, spec in self._out.items():
                 outs[name].append(by_index[spec.index].reshape(step, -1))

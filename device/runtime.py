@@ -179,11 +179,17 @@ class TFLiteModel:
         self.interpreter.invoke()
         return [dequantize(self.interpreter.get_tensor(s.index), s) for s in self.outputs]
 
-    def run_raw(self, *inputs: np.ndarray) -> list[np.ndarray]:
-        """Like ``run`` for inputs already in each tensor's own type (see ``pixel_lut``)."""
+    def run_raw(self, *inputs: np.ndarray, dequantize_outputs: bool = True) -> list[np.ndarray]:
+        """Like ``run`` for inputs already in each tensor's own type (see ``pixel_lut``).
+
+        With ``dequantize_outputs=False`` the outputs come back in their own integer type, for
+        callers that dequantise only the part they need (``dequantize`` with ``self.outputs``).
+        """
         for spec, x in zip(self.inputs, inputs, strict=True):
             self.interpreter.set_tensor(spec.index, x)
         self.interpreter.invoke()
+        if not dequantize_outputs:
+            return [self.interpreter.get_tensor(s.index) for s in self.outputs]
         return [dequantize(self.interpreter.get_tensor(s.index), s) for s in self.outputs]
 
     def output(self, name_part: str) -> TensorSpec:

@@ -14,7 +14,7 @@ from device.detector.nms import weighted_nms
 from device.detector.tiling import detection_regions
 from device.detector.variants import DETECTOR_VARIANTS, DetectorVariant
 from device.errors import ModelError
-from device.runtime import TFLiteModel, pixel_lut
+from device.runtime import TFLiteModel, dequantize, pixel_lut
 from device.types import Detection
 
 
@@ -92,6 +92,9 @@ class FaceDetector:
         if tiles != "auto" and (not str(tiles).isdigit() or int(tiles) < 1):
             raise ValueError(f"tiles must be 'auto' or a positive number, got {tiles!r}")
         self.tiles = tiles
+        # the logit below which no anchor can reach the score threshold (sigmoid is monotonic)
+        t = min(max(self.score_threshold, 1e-6), 1 - 1e-6)
+        self._logit_floor = float(np.log(t / (1 - t))) - 1e-4
         # uint8 pixel -> input tensor value in one table lookup (no float image in between)
         self._lut = (pixel_lut(self.model.inputs[0], lambda p: (p - 127.5) / 127.5)
                      if hasattr(self.model, "run_raw") else None)
@@ -100,9 +103,20 @@ class FaceDetector:
         """Run the model on a frame; returns (normalised rows, scores, letterbox) before NMS."""
         rgb, lb = letterbox_image(image_bgr, *self.size)
         if self._lut is not None:
-            outs = self.model.run_raw(self._lut[rgb][None])
-        else:
-            outs = self.model.run(to_model_range(rgb))
+            if self._lut.itemsize == 1:  # int8/uint8 input: OpenCV's LUT on the same bytes
+                x = cv2.LUT(rgb, self._lut.view(np.uint8)).view(self._lut.dtype)
+            else:
+                x = self._lut[rgb]
+            outs = self.model.run_raw(x[None], dequantize_outputs=False)
+            reg_spec, cls_spec = (self.model.outputs[i] for i in self._roles)
+            cls = dequantize(outs[self._roles[1]], cls_spec).reshape(-1)
+            # only anchors that can pass the threshold get their 16 regressor values dequantised
+            keep = np.flatnonzero(cls >= self._logit_floor)
+            reg = dequantize(outs[self._roles[0]].reshape(len(cls), -1)[keep], reg_spec)
+            rows, scores = select(reg, cls[keep], self.anchors[keep], self.size,
+                                  self.score_threshold, self.variant.score_clip)
+            return rows, scores, lb
+        outs = self.model.run(to_model_range(rgb))
         reg, cls = outs[self._roles[0]], outs[self._roles[1]]
         rows, scores = select(reg, cls, self.anchors, self.size, self.score_threshold,
                               self.variant.score_clip)

@@ -56,10 +56,11 @@ def letterbox_image(image_bgr: np.ndarray, input_w: int,
     new_w, new_h = min(round(w * box.scale), input_w), min(round(h * box.scale), input_h)
     # INTER_AREA averages every source pixel when shrinking, so small faces keep their contrast
     interp = cv2.INTER_AREA if box.scale < 1 else cv2.INTER_LINEAR
-    small = cv2.resize(image_bgr, (new_w, new_h), interpolation=interp)
-    out = np.zeros((input_h, input_w, 3), np.uint8)
+    small = (image_bgr if (new_w, new_h) == (w, h)
+             else cv2.resize(image_bgr, (new_w, new_h), interpolation=interp))
     px, py = box.pad
-    out[py:py + new_h, px:px + new_w] = small[..., ::-1]  # BGR -> RGB
+    out = cv2.copyMakeBorder(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), py, input_h - new_h - py,
+                             px, input_w - new_w - px, cv2.BORDER_CONSTANT, value=(0, 0, 0))
     return out, box
 
 
