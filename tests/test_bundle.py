@@ -168,7 +168,6 @@ def test_kat_catches_a_changed_model(bundles, tmp_path, ring):
 @pytest.mark.slow
 def test_attribute_model_known_answers(tmp_path, signing_key, ring):
     """With a (tiny, TensorFlow-made) multi-head model the bundle records each head's outputs."""
-    pytest.importorskip("tensorflow")
     from device.manifest import sha256_file
     from provisioning.build import build_bundle
     from provisioning.cli import unpack

@@ -9,7 +9,7 @@ import pytest
 
 from tools.prepare import FIELDS, _empty
 
-pytest.importorskip("tensorflow")
+import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 
 def write_tiny_cache(path, n: int = 48, seed: int = 0):
