@@ -82,7 +82,8 @@ class Broker:
 
 def _broker(tmp_path_factory, persistence: bool):
     if not Path(MOSQUITTO).exists():
-        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+        pytest.fail("mosquitto is not installed: run the tests with bash tools/test.sh "
+                    "(it installs Debian's mosquitto) or apt-get install mosquitto")
     broker = Broker(tmp_path_factory.mktemp("mosquitto"), persistence=persistence)
     broker.start()
     try:
