@@ -128,7 +128,7 @@ class VisionLoop:
         if app.frames % 10 == 1:
             app.board.set(fps=round(fps, 2))
         self._update_leds(tracks)
-        if app.display is not None:
+        if app.display is not None and app.display.due():  # most frames are not shown
             status = {"fps": round(fps, 1), "accelerator": app.board.get("accelerator"),
                       "model_version": app.board.get("model_version")}
             app.display.submit(frame.image, tracks, app.aggregator.current(), status,

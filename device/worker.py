@@ -110,15 +110,18 @@ class DisplayWorker:
     def start(self) -> None:
         self._thread.start()
 
+    def due(self) -> bool:
+        """True when a frame offered now would be shown (callers skip preparing it otherwise)."""
+        return self._clock() - self._last_submit >= self.min_interval
+
     def submit(self, image, tracks, snapshot: dict | None, status: dict, blur_boxes=()) -> None:
         """Queue a frame for the screen; replaces an older one not yet shown. Never blocks.
 
         Frames arriving within ``1 / max_fps`` of the last one queued are dropped at once.
         """
-        now = self._clock()
-        if now - self._last_submit < self.min_interval:
+        if not self.due():
             return
-        self._last_submit = now
+        self._last_submit = self._clock()
         self.mailbox.put((image, [track_view(t) for t in tracks], snapshot, status,
                           list(blur_boxes)))
 
