@@ -40,9 +40,13 @@ def test_auto_head_choice_follows_validation_numbers():
     m = {"utk_age_mae": 6.0, "utk_age_reg_mae": 6.5, "fer_emotion_acc_orig": 0.60,
          "fer_emotion_acc_ferplus": 0.75, "fer_emotion_orig_acc_orig": 0.64,
          "fer_emotion_orig_acc_ferplus": 0.66}
-    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion")
-    m.update(fer_emotion_mix_acc_orig=0.63, fer_emotion_mix_acc_ferplus=0.74)
+    # the FER+ head's higher mean (0.675 vs 0.65) does not count: its original-label accuracy is
+    # further below the reference (-5.8 points) than the original-label head's (-1.8)
+    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion_orig")
+    m.update(fer_emotion_mix_acc_orig=0.655, fer_emotion_mix_acc_ferplus=0.70)
     assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion_mix")
+    m.update(fer_emotion_acc_orig=0.67)  # now clears both references by the widest margin
+    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion")
     assert conv.choose_heads(m, "age_reg", "emotion_orig") == ("age_reg", "emotion_orig")
 
 

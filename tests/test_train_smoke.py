@@ -98,5 +98,35 @@ def test_init_starts_from_saved_weights_with_a_fresh_schedule(trained, tmp_path)
     cache, out = trained
     new = tmp_path / "again"
     assert main(["--data", str(cache), "--out", str(new), "--epochs", "1", "--batch", "16",
-                 "--threads", "1", "--init", str(out / "best.keras")]) == 0
+                 "--threads", "1", "--init", str(out / "best.keras"), "--erase", "0.5",
+                 "--loss-weights", "emotion_orig=2,age_reg=0.5"]) == 0
     assert json.loads((new / "state.json").read_text())["epoch"] == 1
+
+
+def test_random_erase_fills_one_square_with_the_image_mean():
+    import tensorflow as tf
+
+    from tools.training.augment import random_erase
+
+    ramp = tf.tile(tf.reshape(tf.linspace(0.0, 1.0, 64), (1, 1, 64, 1)), (8, 64, 1, 1))
+    out = random_erase(ramp, prob=1.0).numpy()
+    changed = np.abs(out - ramp.numpy()) > 1e-6
+    for img, mask in zip(out, changed, strict=True):
+        area = mask.mean()
+        assert 0 < area <= 0.35 ** 2 + 0.01
+        ys, xs = np.nonzero(mask[..., 0])
+        box = img[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+        assert np.allclose(box, 0.5, atol=1e-5)  # the ramp's mean
+    assert not np.abs(random_erase(ramp, prob=0.0).numpy() - ramp.numpy()).any()
+
+
+def test_loss_weights_argument_names_the_bad_head():
+    import argparse
+
+    from tools.train import loss_weights_arg
+
+    assert loss_weights_arg("emotion_orig=2, gender=0.5") == {"emotion_orig": 2.0, "gender": 0.5}
+    with pytest.raises(argparse.ArgumentTypeError, match="emotions"):
+        loss_weights_arg("emotions=2")
+    with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
+        loss_weights_arg("gender=much")

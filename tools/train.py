@@ -41,10 +41,29 @@ def make_optimizer(lr: float, steps: int, warmup: int):
     return keras.optimizers.Adam(schedule)
 
 
-def compile_model(model, optimizer) -> None:
+def compile_model(model, optimizer, loss_weights: dict | None = None) -> None:
     from tools.training.losses import LOSSES
 
-    model.compile(optimizer=optimizer, loss=LOSSES, jit_compile=False)
+    weights = {name: 1.0 for name in LOSSES} | (loss_weights or {})
+    model.compile(optimizer=optimizer, loss=LOSSES, loss_weights=weights, jit_compile=False)
+
+
+def loss_weights_arg(text: str) -> dict[str, float]:
+    """``head=weight[,head=weight...]`` for the per-head loss weights (others stay 1)."""
+    from tools.training.losses import LOSSES
+
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name not in LOSSES:
+            raise argparse.ArgumentTypeError(
+                f"expected head=weight with head one of {sorted(LOSSES)}, got {part!r}")
+        try:
+            out[name] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"weight of {name} is not a number: {value!r}") \
+                from None
+    return out
 
 
 class Progress:
@@ -91,6 +110,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "fresh optimizer and schedule")
     ap.add_argument("--limit", type=int, default=0, help="use only this many train faces (smoke)")
     ap.add_argument("--no-augment", action="store_true")
+    ap.add_argument("--erase", type=float, default=0.0,
+                    help="probability of a cutout square per training face (0: off)")
+    ap.add_argument("--loss-weights", type=loss_weights_arg, default={},
+                    metavar="HEAD=W,...", help="per-head loss weights, e.g. emotion_orig=2 "
+                    "(unnamed heads weigh 1)")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
@@ -125,13 +149,15 @@ def main(argv=None) -> int:
         model = keras.models.load_model(args.out / "last.keras")
         if state["epochs"] != args.epochs:  # longer run: a fresh cosine over the epochs left
             left = args.epochs - state["epoch"]
-            compile_model(model, make_optimizer(args.lr, left * steps, warmup=0))
+            compile_model(model, make_optimizer(args.lr, left * steps, warmup=0),
+                          args.loss_weights)
             state["epochs"] = args.epochs
         print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
     else:
         model = (keras.models.load_model(args.init, compile=False) if args.init
                  else build_model(width=args.width))
-        compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2))
+        compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2),
+                      args.loss_weights)
         print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
               f"val {len(val_idx)}", flush=True)
     set_momentum(model, args.bn_momentum)
@@ -139,7 +165,8 @@ def main(argv=None) -> int:
     bn_faces = as_input(data["x"][rng.permutation(train_idx)[:args.bn_faces]])
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
-        ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment)
+        ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment,
+                           args.erase)
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)

@@ -49,5 +49,27 @@ def random_photometric(batch: tf.Tensor, contrast=(0.7, 1.3), brightness: float 
     return tf.clip_by_value((batch - mean) * c + mean + off, 0.0, 1.0)
 
 
-def augment(batch: tf.Tensor, seed=None) -> tf.Tensor:
-    return random_photometric(random_affine(batch, seed=seed), seed=seed)
+def random_erase(batch: tf.Tensor, prob: float = 0.5, size=(0.15, 0.35), seed=None) -> tf.Tensor:
+    """Cutout: with probability ``prob`` fill one random square (side ``size`` of the face's
+    width) with the image mean, so no single region (mouth, eyes) can carry a decision alone."""
+    if prob <= 0:
+        return batch
+    shape = tf.shape(batch)
+    b, h, w = shape[0], shape[1], shape[2]
+    rng = tf.random.uniform((b, 4), seed=seed)
+    side = (size[0] + rng[:, 0] * (size[1] - size[0])) * tf.cast(w, tf.float32)
+    cx = rng[:, 1] * tf.cast(w, tf.float32)
+    cy = rng[:, 2] * tf.cast(h, tf.float32)
+    on = tf.cast(rng[:, 3] < prob, tf.float32)
+    xs = tf.cast(tf.range(w), tf.float32)[None, None, :]
+    ys = tf.cast(tf.range(h), tf.float32)[None, :, None]
+    half = (side / 2)[:, None, None]
+    inside = ((tf.abs(xs - cx[:, None, None]) <= half) & (tf.abs(ys - cy[:, None, None]) <= half))
+    mask = (tf.cast(inside, tf.float32) * on[:, None, None])[..., None]
+    mean = tf.reduce_mean(batch, axis=(1, 2, 3), keepdims=True)
+    return batch * (1 - mask) + mean * mask
+
+
+def augment(batch: tf.Tensor, seed=None, erase: float = 0.0) -> tf.Tensor:
+    out = random_photometric(random_affine(batch, seed=seed), seed=seed)
+    return random_erase(out, erase, seed=seed) if erase > 0 else out

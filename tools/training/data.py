@@ -23,7 +23,7 @@ def split_indices(data: dict[str, np.ndarray], split: int) -> np.ndarray:
 
 
 def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed: int,
-                  epoch: int, augment_on: bool = True) -> tf.data.Dataset:
+                  epoch: int, augment_on: bool = True, erase: float = 0.0) -> tf.data.Dataset:
     """One epoch of shuffled, augmented batches; the order depends only on (seed, epoch)."""
     order = np.random.default_rng([seed, epoch]).permutation(idx)
     x = data["x"][order]
@@ -32,7 +32,7 @@ def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed
     def prep(images, y):
         images = tf.cast(images[..., None], tf.float32) / 255.0
         if augment_on:
-            images = augment(images)
+            images = augment(images, erase=erase)
         return images, y
 
     return ds.map(prep, num_parallel_calls=1).prefetch(2)
