@@ -65,6 +65,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-equalise", dest="equalise", action="store_false",
                         help="do not equalise activation channels (conv->ReLU->depthwise and "
                              "depthwise->1x1 conv) before quantising")
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="quantisation-aware fine-tuning against the float model before "
+                             "converting (tools/convert/finetune.py): epochs of fresh synthetic "
+                             "scenes (0: off)")
+    parser.add_argument("--finetune-frames", type=int, default=800,
+                        help="frames per fine-tuning epoch (a quarter chips, the rest scenes)")
+    parser.add_argument("--finetune-lr", type=float, default=1e-5,
+                        help="Adam learning rate of the conv weights and biases (0: keep them)")
+    parser.add_argument("--finetune-range-lr", type=float, default=3e-3,
+                        help="Adam learning rate of the activation ranges' log-factors "
+                             "(0: keep the MSE ranges)")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -117,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"calibrating on {len(samples)} frames ({len(images) - args.scenes} read, "
           f"{args.scenes} scenes), input {width}x{height}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    model, offset, equalised = _quantise(args, graph, samples, width, height)
+    model, offset, equalised, tuned = _quantise(args, graph, images, samples, width, height)
     args.out.write_bytes(model)
     report = {"float_model": str(args.float_model), "out": str(args.out),
               "out_bytes": args.out.stat().st_size, "input_size": [width, height],
@@ -125,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
                   "sources": [str(p) for p in args.calib], "frames": len(samples),
                   "scenes": args.scenes, "calib_limit": args.calib_limit, "seed": args.seed},
               "quantisation": {"activation_ranges": args.activation_ranges,
-                               "equalised_tensors": equalised},
+                               "equalised_tensors": equalised, "finetune": tuned},
               "score_bias_correction": offset}
     print(f"wrote {args.out} ({report['out_bytes'] / 1024:.0f} KiB)")
     if args.eval:
@@ -135,9 +146,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantise(args, graph, samples, width: int, height: int) -> tuple[bytes, float, int]:
-    """int8 flatbuffer, the score-logit bias correction applied (0.0 if none), and how many
-    activations were equalised."""
+def _quantise(args, graph, images, samples, width: int, height: int
+              ) -> tuple[bytes, float, int, dict | None]:
+    """int8 flatbuffer, the score-logit bias correction applied (0.0 if none), how many
+    activations were equalised, and the fine-tuning report (None without fine-tuning)."""
     from tools.convert.equalise import equalise
     from tools.convert.quantize import score_offset, shift_scores, to_int8
 
@@ -145,24 +157,58 @@ def _quantise(args, graph, samples, width: int, height: int) -> tuple[bytes, flo
     if args.equalise:  # channel ranges from every 8th calibration frame (50 of 400)
         g, equalised = equalise(graph, samples[::8], height, width)
         print(f"equalised the channels of {equalised} activations")
+    learnt, tuned = None, None
+    if args.finetune_epochs > 0:
+        g, learnt, tuned = _finetune(args, g, images[:len(images) - args.scenes], samples,
+                                     width, height)
 
     def convert():
-        return to_int8(g, samples, height, width, args.input_type, args.activation_ranges)
+        return to_int8(g, samples, height, width, args.input_type, args.activation_ranges,
+                       learnt=learnt)
 
     model = convert()
     if not args.bias_correction:
-        return model, 0.0, equalised
+        return model, 0.0, equalised, tuned
     # measured on every 4th calibration frame: enough anchors, a quarter of the time
     offset = score_offset(graph, model, samples[::4], height, width)
     print(f"int8 score logits are {offset:+.3f} off the float ones on average; re-quantising "
           f"with the score bias corrected")
     if abs(offset) < 0.01:
-        return model, 0.0, equalised
+        return model, 0.0, equalised, tuned
     shift_scores(g, -offset)
     try:
-        return convert(), -offset, equalised
+        return convert(), -offset, equalised, tuned
     finally:
         shift_scores(g, offset)  # leave the float graph as read, for the agreement check
+
+
+def finetune_frames(chips: list[np.ndarray], n: int, width: int, height: int, seed: int):
+    """Epoch -> ``n`` fresh pre-processed frames: a quarter whole chips, the rest synthetic
+    scenes, all drawn anew per epoch (seeded), so the fine-tuning cannot learn single frames."""
+    def frames(epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([seed, 17, epoch])
+        k = min(len(chips), n // 4)
+        picked = [chips[i] for i in rng.permutation(len(chips))[:k]]
+        scenes = make_scenes(chips, n - k, seed=int(rng.integers(2**31)))
+        return calibration_samples(picked + scenes, width, height)
+    return frames
+
+
+def _finetune(args, g, chips, samples, width: int, height: int):
+    """Quantisation-aware fine-tuning of ``g``: (graph, learnt ranges or None, report)."""
+    from tools.convert.finetune import finetune
+
+    held_out = calibration_samples(make_scenes(chips, 48, seed=args.seed + 2), width, height)
+    frames = finetune_frames(chips, args.finetune_frames, width, height, args.seed)
+    print(f"quantisation-aware fine-tuning: {args.finetune_epochs} epochs of "
+          f"{args.finetune_frames} fresh frames")
+    tuned, ranges, report = finetune(
+        g, frames, held_out, epochs=args.finetune_epochs, lr=args.finetune_lr,
+        range_lr=args.finetune_range_lr, seed=args.seed)
+    settings = {"epochs": args.finetune_epochs, "frames": args.finetune_frames,
+                "lr": args.finetune_lr, "range_lr": args.finetune_range_lr}
+    return (tuned, ranges if args.finetune_range_lr > 0 else None,
+            settings | report.to_dict())
 
 
 def _agreement(args, graph, width: int, height: int) -> dict:

@@ -37,7 +37,8 @@ RANGES = ("minmax", "mse")
 
 
 def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
-            width: int | None = None, input_type: str = "int8", ranges: str = "minmax") -> bytes:
+            width: int | None = None, input_type: str = "int8", ranges: str = "minmax",
+            learnt: dict[int, tuple[float, float]] | None = None) -> bytes:
     """Quantise ``graph`` to a full-integer TFLite model.
 
     Args:
@@ -49,6 +50,9 @@ def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
             dequantises every tensor with its own scale and zero point).
         ranges: activation ranges: "minmax" (TFLite's calibrator) or "mse" (per tensor, the
             range minimising its quantisation error over the samples; ``tools.convert.ranges``).
+        learnt: with "mse": ranges learnt by quantisation-aware fine-tuning, keyed by the
+            graph's tensor indices (``tools.convert.finetune``); they replace the MSE range of
+            the activation they match.
     Returns:
         the ``.tflite`` flatbuffer.
     """
@@ -62,8 +66,16 @@ def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
     # TFLite's calibrator only provides the calibrated flatbuffer; our statistics replace its
     # min/max on every tensor, so two frames are enough for it
     calibrated = rg.calibrated_model(fn, samples[:2], input_type)
-    return rg.quantise_calibrated(
-        rg.with_ranges(calibrated, rg.mse_ranges(calibrated, samples)), input_type)
+    chosen = rg.mse_ranges(calibrated, samples)
+    if learnt:
+        from tools.convert.finetune import map_to_calibrated
+
+        fixed = rg.fixed_tensors(calibrated)
+        mapping = map_to_calibrated(graph, calibrated, learnt, samples[0])
+        used = {i: learnt[t] for t, i in mapping.items() if i in chosen and i not in fixed}
+        log.info("learnt ranges for %d of %d activations", len(used), len(learnt))
+        chosen.update(used)
+    return rg.quantise_calibrated(rg.with_ranges(calibrated, chosen), input_type)
 
 
 def _tflite_int8(graph: Graph, samples, height, width, input_type: str) -> bytes:
