@@ -122,3 +122,26 @@ def test_finetune_frames_are_fresh_per_epoch_and_reproducible():
     assert not all(np.array_equal(x, y) for x, y in zip(a0, a1, strict=True))
     again = finetune_frames(chips, 8, 96, 64, seed=0)(1)
     assert all(np.array_equal(x, y) for x, y in zip(a1, again, strict=True))
+
+
+def test_detector_cli_fine_tunes_before_converting(tmp_path):
+    import json
+
+    import cv2
+
+    from tests.shared_data import sample
+    from tools.convert import main
+
+    face = cv2.imread(str(sample("two_people.jpg")))
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, (y, x) in enumerate(((50, 200), (40, 0), (60, 120))):
+        cv2.imwrite(str(calib / f"c{i}.png"), face[y:y + 210, x:x + 210])
+    out, report = tmp_path / "short_int8.tflite", tmp_path / "report.json"
+    assert main(["detector", "--float", str(SHORT), "--calib", str(calib), "--out", str(out),
+                 "--scenes", "3", "--finetune-epochs", "1", "--finetune-frames", "4",
+                 "--eval", str(sample("two_people.jpg")), "--report", str(report)]) == 0
+    rep = json.loads(report.read_text())
+    tuned = rep["quantisation"]["finetune"]
+    assert tuned["epochs"] == 1 and tuned["steps"] == 1 and tuned["band_std_before"] > 0
+    assert rep["agreement"]["overall"]["float_detections"] == 2
