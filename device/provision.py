@@ -113,6 +113,7 @@ class Provisioner:
     def boot(self) -> Path:
         """Finish or undo an interrupted step, then pick the models to run.
 
+        Factory models newer than the active set (a software update) are installed first.
         Returns the folder of the first model set that passes its self-test: the active slot,
         else the other slot (which becomes active), else the factory models.
         """
@@ -121,6 +122,8 @@ class Provisioner:
             journal = self.store.read_journal()
             if journal is not None:
                 self._recover(journal)
+            if self.store.read_journal() is None:  # not while a bundle is on trial
+                self.store.upgrade_from_factory()
             self.models_dir = self._first_working()
             return self.models_dir
 

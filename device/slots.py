@@ -6,6 +6,7 @@ Layout under ``<state dir>/models`` (the rest of the state dir is the spool's)::
     slots/b/
     active -> slots/a   symlink; replaced in one rename, then the folder is fsynced
     provision.json      journal: the provisioning step in progress (absent when idle)
+    factory_seen        the version of the factory models last taken in (seeded or upgraded)
 
 A slot counts as installed only when its ``manifest.json`` exists. Staging removes it first and
 writes it last, after every model file is on disk, so a slot cut off half-way is simply empty.
@@ -29,6 +30,7 @@ MODELS_SUBDIR = "models"  # under the state dir
 SLOTS = ("a", "b")
 ACTIVE = "active"
 JOURNAL = "provision.json"
+FACTORY_SEEN = "factory_seen"  # the factory models version this state has already taken in
 
 
 def fsync_dir(path: Path) -> None:
@@ -99,8 +101,55 @@ class SlotStore:
             # first boot, or a card flashed offline: slot a always holds something to fall back to
             manifest, files = factory_files(self.factory_dir)
             self.stage("a", manifest, {n: p.read_bytes() for n, p in files.items()})
+            self._set_factory_seen(str(manifest.get("version", "factory")))
         if active is None:
             self.switch("a")
+
+    def upgrade_from_factory(self) -> str | None:
+        """Install the factory models when the software ships a newer version than is active.
+
+        A kiosk seeded by an older software release keeps its slots across updates; without
+        this it would run the old models forever (or none, if the old release had no attribute
+        model). Shipped models are trusted like the code that ships them; they go into the
+        inactive slot (the running set stays there for rollback) and become active. Never a
+        downgrade: a newer set provisioned from a bundle stays; and each factory version is taken
+        in once, so a set an operator deliberately downgraded to is not replaced at every boot.
+
+        Returns:
+            the slot the factory models were installed into, or None when nothing changed.
+        """
+        from provisioning.bundle import version_key
+
+        active = self.active()
+        if active is None:
+            return None
+        try:
+            manifest, files = factory_files(self.factory_dir)
+        except ModelError as exc:
+            log.warning("cannot read the factory models (%s); keeping slot %s", exc, active)
+            return None
+        new, current = str(manifest.get("version", "factory")), self.version(active)
+        if new == self._factory_seen():
+            return None
+        if current is not None and version_key(new) <= version_key(current):
+            self._set_factory_seen(new)
+            return None
+        target = self.other(active)
+        self.stage(target, manifest, {n: p.read_bytes() for n, p in files.items()})
+        log.warning("this software ships models %s, newer than %s in slot %s: installed them "
+                    "into slot %s", new, current, active, target)
+        self.switch(target)
+        self._set_factory_seen(new)
+        return target
+
+    def _factory_seen(self) -> str | None:
+        try:
+            return (self.root / FACTORY_SEEN).read_text().strip() or None
+        except OSError:
+            return None
+
+    def _set_factory_seen(self, version: str) -> None:
+        write_durable(self.root / FACTORY_SEEN, version.encode())
 
     def active(self) -> str | None:
         """The active slot's name, or None when the pointer is missing or points elsewhere."""
@@ -197,7 +246,7 @@ class SlotStore:
     def remove_all(self) -> None:
         """Delete the slots, pointer and journal (tests; a factory reset)."""
         shutil.rmtree(self.root / "slots", ignore_errors=True)
-        for name in (ACTIVE, JOURNAL):
+        for name in (ACTIVE, JOURNAL, FACTORY_SEEN):
             p = self.root / name
             if p.is_symlink() or p.exists():
                 p.unlink()

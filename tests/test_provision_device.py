@@ -208,3 +208,16 @@ def test_result_messages_are_json(rig, bundles):
     rig.handle(bundles["untrusted"])
     msg = json.loads(json.dumps(results(rig)[-1]))
     assert set(msg) >= {"bundle_version", "outcome", "reason", "t"}
+
+
+def test_boot_after_a_software_update_runs_its_newer_factory_models(tmp_path):
+    from tests.provision_fixtures import make_models
+
+    state = tmp_path / "kiosk"
+    old = make_models(tmp_path / "release1", "1.0.0")
+    assert Provisioner(state, factory_dir=old).boot().name == "a"
+    new = make_models(tmp_path / "release2", "1.1.0")
+    p = Provisioner(state, factory_dir=new)
+    folder = p.boot()
+    assert folder == p.store.slot_dir("b") and p.model_version == "1.1.0"
+    assert Provisioner(state, factory_dir=new).boot() == folder  # taken in once

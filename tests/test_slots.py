@@ -45,7 +45,7 @@ def test_switch_is_a_rename_and_leaves_nothing_behind(store):
     store.stage("b", {"version": "2", "detector": {"file": "m.tflite"}}, {"m.tflite": b"x"})
     store.switch("b")
     assert store.active() == "b"
-    assert sorted(os.listdir(store.root)) == ["active", "slots"]
+    assert sorted(os.listdir(store.root)) == ["active", "factory_seen", "slots"]
 
 
 def test_stage_refuses_the_active_slot(store):
@@ -102,3 +102,42 @@ def test_factory_without_manifest_uses_the_shipped_detector(tmp_path, monkeypatc
     manifest, files = factory_files(tmp_path)
     assert manifest["detector"]["file"] == DETECTOR.name and files[DETECTOR.name] == DETECTOR
     json.dumps(manifest)  # what gets written into slot a
+
+
+def test_a_software_update_installs_its_newer_factory_models(tmp_path):
+    old = make_models(tmp_path / "old", "1.0.0")
+    s = SlotStore(tmp_path / "state", old)
+    s.ensure()
+    new = make_models(tmp_path / "new", "1.1.0")
+    s = SlotStore(tmp_path / "state", new)  # the next boot, after the update
+    s.ensure()
+    assert s.upgrade_from_factory() == "b"
+    assert s.active() == "b" and s.version("b") == "1.1.0"
+    assert s.version("a") == "1.0.0"  # the previous set stays for a rollback
+    assert s.upgrade_from_factory() is None  # idempotent
+
+
+def test_a_seed_without_version_counts_as_older_than_any_release(tmp_path):
+    s = SlotStore(tmp_path / "state", make_models(tmp_path / "f0", "factory"))
+    s.ensure()
+    s.factory_dir = make_models(tmp_path / "f1", "0.1.0")
+    assert s.upgrade_from_factory() == "b" and s.version("b") == "0.1.0"
+
+
+def test_a_deliberate_downgrade_survives_reboots_until_new_factory_models(tmp_path):
+    s = SlotStore(tmp_path / "state", make_models(tmp_path / "f1", "1.0.0"))
+    s.ensure()
+    s.stage("b", {"version": "0.9.0", "detector": {"file": "m.tflite"}}, {"m.tflite": b"x"})
+    s.switch("b")  # an operator installed an older bundle on purpose
+    assert s.upgrade_from_factory() is None and s.version(s.active()) == "0.9.0"
+    s.factory_dir = make_models(tmp_path / "f2", "1.2.0")  # a later software update
+    assert s.upgrade_from_factory() == "a" and s.version("a") == "1.2.0"
+
+
+def test_factory_models_never_replace_a_newer_or_equal_set(store, tmp_path):
+    store.stage("b", {"version": "2.0.0", "detector": {"file": "m.tflite"}}, {"m.tflite": b"x"})
+    store.switch("b")
+    store.factory_dir = make_models(tmp_path / "f2", "1.1.0")
+    assert store.upgrade_from_factory() is None and store.active() == "b"
+    store.factory_dir = make_models(tmp_path / "f3", "2.0.0")
+    assert store.upgrade_from_factory() is None and store.version("b") == "2.0.0"
