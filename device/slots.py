@@ -135,7 +135,14 @@ class SlotStore:
             self._set_factory_seen(new)
             return None
         target = self.other(active)
-        self.stage(target, manifest, {n: p.read_bytes() for n, p in files.items()})
+        try:
+            self.stage(target, manifest, {n: p.read_bytes() for n, p in files.items()})
+        except OSError as exc:  # disk full, read-only card: keep running what is active
+            log.error("could not install the shipped models %s into slot %s (%s); staying on "
+                      "slot %s (%s), will try again at the next boot", new, target, exc, active,
+                      current)
+            self.invalidate(target)
+            return None
         log.warning("this software ships models %s, newer than %s in slot %s: installed them "
                     "into slot %s", new, current, active, target)
         self.switch(target)

@@ -141,3 +141,22 @@ def test_factory_models_never_replace_a_newer_or_equal_set(store, tmp_path):
     assert store.upgrade_from_factory() is None and store.active() == "b"
     store.factory_dir = make_models(tmp_path / "f3", "2.0.0")
     assert store.upgrade_from_factory() is None and store.version("b") == "2.0.0"
+
+
+def test_a_failed_factory_upgrade_keeps_the_active_set_and_retries(tmp_path, monkeypatch, caplog):
+    s = SlotStore(tmp_path / "state", make_models(tmp_path / "f1", "1.0.0"))
+    s.ensure()
+    s.factory_dir = make_models(tmp_path / "f2", "1.1.0")
+    real = slots_mod.write_durable
+
+    def full(path, data):
+        if path.suffix == ".tflite":
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(slots_mod, "write_durable", full)
+    assert s.upgrade_from_factory() is None
+    assert s.active() == "a" and s.version("a") == "1.0.0" and not s.installed("b")
+    assert "No space left on device" in caplog.text and "1.1.0" in caplog.text
+    monkeypatch.setattr(slots_mod, "write_durable", real)
+    assert s.upgrade_from_factory() == "b"  # not marked as taken in: the next boot tries again
