@@ -114,21 +114,21 @@ def run(args: argparse.Namespace) -> int:
     _, h0, w0, _ = graph.shapes[graph.inputs[0]]
     width, height = args.input_size or (w0, h0)
     frames = iter_frames(args.calib, args.video_every, args.calib_limit, args.seed)
-    images = [img for _, img in frames]
-    if not images:
+    chips = [img for _, img in frames]
+    if not chips:
         print("no calibration images found")
         return 2
-    images += make_scenes(images, args.scenes, args.seed) if args.scenes else []
+    images = chips + (make_scenes(chips, args.scenes, args.seed) if args.scenes else [])
     samples = calibration_samples(images, width, height)
     err = rebuild_error(graph, args.float_model, calibration_samples(images[:4], w0, h0))
     print(f"rebuilt float graph: max |difference| to {args.float_model.name} = {err:.2e}")
     if err > 1e-3:
         print("rebuild does not reproduce the float model; not converting")
         return 1
-    print(f"calibrating on {len(samples)} frames ({len(images) - args.scenes} read, "
+    print(f"calibrating on {len(samples)} frames ({len(chips)} read, "
           f"{args.scenes} scenes), input {width}x{height}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    model, offset, equalised, tuned = _quantise(args, graph, images, samples, width, height)
+    model, offset, equalised, tuned = _quantise(args, graph, chips, samples, width, height)
     args.out.write_bytes(model)
     report = {"float_model": str(args.float_model), "out": str(args.out),
               "out_bytes": args.out.stat().st_size, "input_size": [width, height],
@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quantise(args, graph, images, samples, width: int, height: int
+def _quantise(args, graph, chips, samples, width: int, height: int
               ) -> tuple[bytes, float, int, dict | None]:
     """int8 flatbuffer, the score-logit bias correction applied (0.0 if none), how many
     activations were equalised, and the fine-tuning report (None without fine-tuning)."""
@@ -159,8 +159,7 @@ def _quantise(args, graph, images, samples, width: int, height: int
         print(f"equalised the channels of {equalised} activations")
     learnt, tuned = None, None
     if args.finetune_epochs > 0:
-        g, learnt, tuned = _finetune(args, g, images[:len(images) - args.scenes], samples,
-                                     width, height)
+        g, learnt, tuned = _finetune(args, g, chips, width, height)
 
     def convert():
         return to_int8(g, samples, height, width, args.input_type, args.activation_ranges,
@@ -194,7 +193,7 @@ def finetune_frames(chips: list[np.ndarray], n: int, width: int, height: int, se
     return frames
 
 
-def _finetune(args, g, chips, samples, width: int, height: int):
+def _finetune(args, g, chips, width: int, height: int):
     """Quantisation-aware fine-tuning of ``g``: (graph, learnt ranges or None, report)."""
     from tools.convert.finetune import finetune
 

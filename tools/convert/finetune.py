@@ -31,7 +31,8 @@ from tools.convert import ranges as rg
 from tools.convert.tf_rebuild import _apply, run_graph
 from tools.convert.tflite_graph import Graph, Op
 
-_KEEPS_GRID = {"PAD", "MAX_POOL_2D", "RESHAPE", "RELU", "RELU6"}  # output on the input's grid
+_KEEPS_GRID = {"PAD", "MAX_POOL_2D", "RESHAPE"}  # output on the input's grid
+_RELUS = {"RELU", "RELU6"}
 
 
 @dataclass
@@ -71,14 +72,11 @@ def quantised_tensors(graph: Graph) -> dict[int, int]:
     out = {}
     for k, op in enumerate(graph.ops):
         t = op.outputs[0]
-        if op.name in _KEEPS_GRID and op.name not in ("RELU", "RELU6"):
+        if op.name in _KEEPS_GRID:
             continue
         users = consumers.get(t, [])
-        if users and all(u.name in ("RELU", "RELU6") for u in users):
+        if op.name not in _RELUS and users and all(u.name in _RELUS for u in users):
             continue  # fused: the ReLU's output carries the grid
-        if op.name in ("RELU", "RELU6"):
-            out[t] = k
-            continue
         out[t] = k
     return out
 
@@ -99,11 +97,7 @@ def activation_ranges(graph: Graph, samples, tensors, fixed=()) -> dict[int, tup
         if i in fixed:
             out[i] = (lo[i], hi[i])
             continue
-        hist = np.zeros(rg.BINS, np.int64)
-        scale = rg.BINS / max(hi[i] - lo[i], 1e-12)
-        for v in vals:
-            k = ((v[i].ravel() - lo[i]) * scale).astype(np.int64)
-            hist += np.bincount(np.clip(k, 0, rg.BINS - 1), minlength=rg.BINS)
+        hist = sum(rg.bin_counts(v[i], lo[i], hi[i]) for v in vals)
         out[i] = rg.mse_range(lo[i], hi[i], hist)
     return out
 
@@ -115,12 +109,12 @@ def _fq(x, lo: float, hi: float):
     return tf.quantization.fake_quant_with_min_max_args(x, min=lo, max=hi, num_bits=8)
 
 
-def _fq_weights(w, axis_last):
+def _fq_weights(w):
     """Per-channel symmetric int8 (narrow range, scale max|w|/127), channels on the last axis."""
-    m = tf.stop_gradient(tf.maximum(tf.reduce_max(tf.abs(axis_last(w)), axis=list(
-        range(len(w.shape) - 1))), 1e-8))
+    m = tf.stop_gradient(tf.maximum(
+        tf.reduce_max(tf.abs(w), axis=list(range(len(w.shape) - 1))), 1e-8))
     return tf.quantization.fake_quant_with_min_max_vars_per_channel(
-        axis_last(w), -m, m, num_bits=8, narrow_range=True)
+        w, -m, m, num_bits=8, narrow_range=True)
 
 
 class QuantSim:
@@ -165,48 +159,13 @@ class QuantSim:
             args = [values[i] if i in values else
                     (self.vars[i] if i in self.vars else g.constants.get(i))
                     for i in op.inputs if i >= 0]
-            if op.name == "CONV_2D":
-                y = self._conv(op, args, quantise)
-            elif op.name == "DEPTHWISE_CONV_2D":
-                y = self._depthwise(op, args, quantise)
-            else:
-                y = _apply(op, args, g)
+            y = _apply(op, args, g, weights=_fq_weights if quantise else None)
             t = op.outputs[0]
             if quantise and t in self.ranges:
                 lo, hi = self.range_of(t)
                 y = tf.quantization.fake_quant_with_min_max_vars(y, lo, hi, num_bits=8)
             values[t] = y
         return [values[i] for i in g.outputs]
-
-    @staticmethod
-    def _conv(op: Op, args, quantise: bool):
-        x, w = args[0], tf.convert_to_tensor(args[1])
-        w = tf.transpose(w, (1, 2, 3, 0))  # OHWI -> HWIO (channels last)
-        if quantise:
-            w = _fq_weights(w, lambda v: v)
-        o = op.options
-        y = tf.nn.conv2d(x, w, strides=(1, o["stride_h"], o["stride_w"], 1),
-                         padding=o["padding"],
-                         dilations=(o["dilation_h_factor"], o["dilation_w_factor"]))
-        if len(args) > 2 and args[2] is not None:
-            y = y + args[2]
-        return _fused(op, y)
-
-    @staticmethod
-    def _depthwise(op: Op, args, quantise: bool):
-        x, w = args[0], tf.convert_to_tensor(args[1])  # (1, kh, kw, C)
-        if quantise:
-            w = _fq_weights(w, lambda v: v)
-        _, kh, kw, c = w.shape
-        mult = op.options.get("depth_multiplier", 1) or 1
-        o = op.options
-        y = tf.nn.depthwise_conv2d(x, tf.reshape(w, (kh, kw, c // mult, mult)),
-                                   strides=(1, o["stride_h"], o["stride_w"], 1),
-                                   padding=o["padding"],
-                                   dilations=(o["dilation_h_factor"], o["dilation_w_factor"]))
-        if len(args) > 2 and args[2] is not None:
-            y = y + args[2]
-        return _fused(op, y)
 
     def to_graph(self) -> Graph:
         """A copy of the graph with the trained weights as its constants."""
@@ -215,17 +174,6 @@ class QuantSim:
         for i, v in self.vars.items():
             g.constants[i] = v.numpy().astype(np.float32)
         return g
-
-
-def _fused(op: Op, y):
-    name = op.options.get("fused_activation_function", "NONE")
-    if name == "RELU":
-        return tf.nn.relu(y)
-    if name == "RELU6":
-        return tf.nn.relu6(y)
-    if name != "NONE":
-        raise NotImplementedError(f"fused activation {name} is not supported")
-    return y
 
 
 def _split(outputs, graph: Graph):
@@ -284,11 +232,10 @@ def finetune(graph: Graph, train, held_out: list[np.ndarray],
     ranges = activation_ranges(graph, first[::max(1, len(first) // range_samples)],
                                sorted(set(tensors) | fixed), fixed=fixed)
     sim = QuantSim(graph, ranges, fixed=fixed)
-    ref = QuantSim(graph, ranges)  # float teacher: the starting weights, never trained
 
     @tf.function(reduce_retracing=True)
-    def teacher_batch(x):
-        return _split(ref(x, quantise=False), graph)
+    def teacher_batch(x):  # the float graph as read: the starting weights, never trained
+        return _split(run_graph(graph, x), graph)
 
     def teacher(x):
         return teacher_batch(tf.constant(x))

@@ -90,9 +90,14 @@ def activation_histograms(calibrated: bytes, samples) -> dict[int, tuple[float, 
         it.set_tensor(inp, np.asarray(x, np.float32))
         it.invoke()
         for i in tensors:
-            k = (it.get_tensor(i).ravel() - lo[i]) * (BINS / max(hi[i] - lo[i], 1e-12))
-            hist[i] += np.bincount(np.clip(k.astype(np.int64), 0, BINS - 1), minlength=BINS)
+            hist[i] += bin_counts(it.get_tensor(i), lo[i], hi[i])
     return {i: (lo[i], hi[i], hist[i]) for i in tensors}
+
+
+def bin_counts(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Counts of ``values`` in ``BINS`` equal bins over [lo, hi] (outliers in the end bins)."""
+    k = (np.ravel(values) - lo) * (BINS / max(hi - lo, 1e-12))
+    return np.bincount(np.clip(k.astype(np.int64), 0, BINS - 1), minlength=BINS)
 
 
 def mse_range(lo: float, hi: float, hist: np.ndarray, steps: int = 81) -> tuple[float, float]:

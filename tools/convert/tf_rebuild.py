@@ -23,19 +23,25 @@ def _act(op: Op, x):
     return _ACT[name](x)
 
 
-def _conv(op: Op, x, w, b):
+def _conv(op: Op, x, w, b, weights=None):
     o = op.options
-    y = tf.nn.conv2d(x, np.transpose(w, (1, 2, 3, 0)),  # OHWI -> HWIO
-                     strides=(1, o["stride_h"], o["stride_w"], 1), padding=o["padding"],
+    # OHWI -> HWIO; a trained tf.Variable (quantisation-aware fine-tuning) goes through tf
+    w = (np.transpose if isinstance(w, np.ndarray) else tf.transpose)(w, (1, 2, 3, 0))
+    if weights is not None:
+        w = weights(w)
+    y = tf.nn.conv2d(x, w, strides=(1, o["stride_h"], o["stride_w"], 1), padding=o["padding"],
                      dilations=(o["dilation_h_factor"], o["dilation_w_factor"]))
     return _act(op, y + b if b is not None else y)
 
 
-def _depthwise(op: Op, x, w, b):
+def _depthwise(op: Op, x, w, b, weights=None):
     o = op.options
+    if weights is not None:  # on (1, kh, kw, C): channels last
+        w = weights(w)
     _, kh, kw, out_c = w.shape
     mult = o.get("depth_multiplier", 1) or 1
-    filt = np.reshape(w, (kh, kw, out_c // mult, mult))
+    filt = (np.reshape if isinstance(w, np.ndarray) else tf.reshape)(
+        w, (kh, kw, out_c // mult, mult))
     y = tf.nn.depthwise_conv2d(x, filt, strides=(1, o["stride_h"], o["stride_w"], 1),
                                padding=o["padding"],
                                dilations=(o["dilation_h_factor"], o["dilation_w_factor"]))
@@ -68,13 +74,17 @@ def _reshape(op: Op, x, shape_const, graph: Graph):
     return tf.reshape(x, new_shape)
 
 
-def _apply(op: Op, args: list, graph: Graph):
-    """One op on its input values (tf tensors or numpy constants)."""
+def _apply(op: Op, args: list, graph: Graph, weights=None):
+    """One op on its input values (tf tensors or numpy constants).
+
+    ``weights``, when given, transforms every conv kernel (channels on the last axis) before
+    use: the fake quantisation of ``finetune``.
+    """
     n = op.name
     if n == "CONV_2D":
-        return _conv(op, args[0], args[1], args[2] if len(args) > 2 else None)
+        return _conv(op, args[0], args[1], args[2] if len(args) > 2 else None, weights)
     if n == "DEPTHWISE_CONV_2D":
-        return _depthwise(op, args[0], args[1], args[2] if len(args) > 2 else None)
+        return _depthwise(op, args[0], args[1], args[2] if len(args) > 2 else None, weights)
     if n == "ADD":
         return _act(op, args[0] + args[1])
     if n == "RELU":
