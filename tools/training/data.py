@@ -9,13 +9,18 @@ from tools.training.augment import augment
 
 
 def targets(data: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-head targets for rows ``idx``; missing labels stay -1 (or all-zero votes)."""
+    """Per-head targets for rows ``idx``; missing labels stay -1 (or all-zero votes).
+
+    With distillation (``data["emotion_soft"]``, see ``tools.training.teacher``) the
+    original-label head gets those soft targets instead of class indices.
+    """
     age = np.where(data["age"][idx] >= 0, np.minimum(data["age"][idx], 100), -1)
     return {"age": age.astype(np.float32)[:, None],
             "age_reg": age.astype(np.float32)[:, None],
             "gender": data["gender"][idx].astype(np.float32)[:, None],
             "emotion": data["votes"][idx].astype(np.float32),
-            "emotion_orig": data["emotion"][idx].astype(np.int32)[:, None]}
+            "emotion_orig": (data["emotion_soft"][idx] if "emotion_soft" in data
+                             else data["emotion"][idx].astype(np.int32)[:, None])}
 
 
 def split_indices(data: dict[str, np.ndarray], split: int) -> np.ndarray:

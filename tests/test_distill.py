@@ -1,0 +1,83 @@
+"""Distillation into the original-label emotion head: target maths, teacher checks, training."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import tensorflow  # noqa: F401  the [train] extra; the test command installs it
+
+from tests.test_train_smoke import write_tiny_cache
+from tools.training.teacher import distilled_targets, load_teacher, soften, teacher_input
+
+
+def _teacher(path, size=32, outputs=7):
+    import keras
+
+    inp = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(4, 3, strides=2)(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, keras.layers.Dense(outputs, activation="softmax")(x))
+    model.save(path)
+    return path
+
+
+def test_soften_keeps_the_ranking_and_flattens_with_temperature():
+    p = np.array([[0.7, 0.2, 0.05, 0.02, 0.01, 0.01, 0.01]], np.float32)
+    assert np.allclose(soften(p, 1.0), p, atol=1e-6)
+    hot = soften(p, 4.0)
+    assert np.allclose(hot.sum(), 1.0, atol=1e-6)
+    assert (np.diff(hot[0][:5]) < 0).all()  # same order as the teacher's
+    assert hot[0, 0] < p[0, 0] and hot[0, -1] > p[0, -1]
+    with pytest.raises(ValueError, match="temperature"):
+        soften(p, 0.0)
+
+
+def test_distilled_targets_mix_label_and_teacher_and_leave_unlabelled_rows_empty():
+    teacher = np.full((3, 7), 1 / 7, np.float32)
+    teacher[1] = [0, 0, 0, 1, 0, 0, 0]
+    out = distilled_targets(np.array([2, 5, -1]), teacher, alpha=0.25, temperature=1.0)
+    assert np.allclose(out.sum(axis=1), [1, 1, 0], atol=1e-5)
+    assert out[0, 2] == pytest.approx(0.75 + 0.25 / 7, abs=1e-5)
+    assert out[1, 5] == pytest.approx(0.75, abs=1e-5) and out[1, 3] == pytest.approx(0.25, abs=1e-5)
+    assert not out[2].any()
+    assert np.allclose(distilled_targets(np.array([4]), teacher[:1], 0.0, 2.0)[0],
+                       np.eye(7)[4])
+    with pytest.raises(ValueError, match="alpha"):
+        distilled_targets(np.array([1]), teacher[:1], 1.5, 1.0)
+
+
+def test_teacher_input_is_resized_and_scaled_like_fer():
+    x = np.array([np.full((64, 64), 0, np.uint8), np.full((64, 64), 255, np.uint8)])
+    out = teacher_input(x, 48)
+    assert out.shape == (2, 48, 48, 1)
+    assert np.allclose(out[0], -1.0) and np.allclose(out[1], 1.0)
+
+
+def test_a_wrong_teacher_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(FileNotFoundError, match="teacher model not found"):
+        load_teacher(tmp_path / "missing.keras")
+    with pytest.raises(ValueError, match="7 emotion outputs"):
+        load_teacher(_teacher(tmp_path / "five.keras", outputs=5))
+
+
+@pytest.mark.slow
+def test_training_with_a_teacher_runs_and_resumes_only_with_it(tmp_path, capsys):
+    from tools.train import main
+
+    cache = write_tiny_cache(tmp_path / "faces.npz")
+    teacher = _teacher(tmp_path / "teacher.keras")
+    out = tmp_path / "kd"
+    common = ["--data", str(cache), "--out", str(out), "--batch", "16", "--width", "0.25",
+              "--threads", "1"]
+    assert main(common + ["--epochs", "1", "--teacher", str(teacher),
+                          "--teacher-alpha", "0.7", "--teacher-temperature", "3"]) == 0
+    assert "teacher teacher.keras: alpha 0.7, T 3.0" in capsys.readouterr().out
+    state = json.loads((out / "state.json").read_text())
+    assert state["teacher"] == str(teacher) and state["epoch"] == 1
+    with pytest.raises(SystemExit, match="with --teacher"):
+        main(common + ["--epochs", "2", "--resume"])
+    assert main(common + ["--epochs", "2", "--resume", "--teacher", str(teacher)]) == 0
+    assert json.loads((out / "state.json").read_text())["epoch"] == 2
