@@ -74,10 +74,26 @@ def test_training_with_a_teacher_runs_and_resumes_only_with_it(tmp_path, capsys)
               "--threads", "1"]
     assert main(common + ["--epochs", "1", "--teacher", str(teacher),
                           "--teacher-alpha", "0.7", "--teacher-temperature", "3"]) == 0
-    assert "teacher teacher.keras: alpha 0.7, T 3.0" in capsys.readouterr().out
+    assert "teacher teacher.keras (offline): alpha 0.7, T 3.0" in capsys.readouterr().out
     state = json.loads((out / "state.json").read_text())
     assert state["teacher"] == str(teacher) and state["epoch"] == 1
     with pytest.raises(SystemExit, match="with --teacher"):
         main(common + ["--epochs", "2", "--resume"])
     assert main(common + ["--epochs", "2", "--resume", "--teacher", str(teacher)]) == 0
     assert json.loads((out / "state.json").read_text())["epoch"] == 2
+
+
+def test_online_targets_equal_the_offline_ones_on_the_same_view(tmp_path):
+    import tensorflow as tf
+
+    from tools.training.teacher import online_targets, teacher_targets
+
+    teacher = load_teacher(_teacher(tmp_path / "t.keras", size=64))
+    rng = np.random.default_rng(1)
+    data = {"x": rng.integers(0, 256, (6, 64, 64), dtype=np.uint8),
+            "emotion": np.array([0, 3, -1, 6, -1, 2], np.int8)}
+    offline = teacher_targets(teacher, data, np.arange(6), alpha=0.8, temperature=2.0)
+    images = tf.constant(data["x"][..., None].astype(np.float32) / 255.0)
+    online = online_targets(teacher, images, tf.constant(data["emotion"][:, None]), 0.8, 2.0)
+    assert np.allclose(online.numpy(), offline, atol=1e-5)
+    assert not online.numpy()[[2, 4]].any()

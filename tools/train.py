@@ -130,6 +130,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="weight of the teacher in the original-label target (0..1)")
     ap.add_argument("--teacher-temperature", type=float, default=2.0,
                     help="softening temperature of the teacher's probabilities")
+    ap.add_argument("--teacher-mode", choices=("offline", "online"), default="offline",
+                    help="offline: teacher run once on the clean faces; online: on each "
+                         "augmented view the student sees (slower, consistent)")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
@@ -157,12 +160,15 @@ def main(argv=None) -> int:
         train_idx = np.random.default_rng(args.seed).permutation(train_idx)[:args.limit]
     steps = int(np.ceil(len(train_idx) / args.batch))
     distill = args.teacher is not None
+    teacher = None
     if distill:
         from tools.training.teacher import load_teacher, teacher_targets
 
-        data["emotion_soft"] = teacher_targets(load_teacher(args.teacher), data, train_idx,
-                                               args.teacher_alpha, args.teacher_temperature)
-        print(f"teacher {args.teacher.name}: alpha {args.teacher_alpha}, "
+        teacher = load_teacher(args.teacher)
+        if args.teacher_mode == "offline":
+            data["emotion_soft"] = teacher_targets(teacher, data, train_idx, args.teacher_alpha,
+                                                   args.teacher_temperature)
+        print(f"teacher {args.teacher.name} ({args.teacher_mode}): alpha {args.teacher_alpha}, "
               f"T {args.teacher_temperature}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.json"
@@ -194,7 +200,8 @@ def main(argv=None) -> int:
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
         ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment,
-                           args.erase)
+                           args.erase, teacher if args.teacher_mode == "online" else None,
+                           args.teacher_alpha, args.teacher_temperature)
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)

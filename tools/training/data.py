@@ -28,8 +28,13 @@ def split_indices(data: dict[str, np.ndarray], split: int) -> np.ndarray:
 
 
 def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed: int,
-                  epoch: int, augment_on: bool = True, erase: float = 0.0) -> tf.data.Dataset:
-    """One epoch of shuffled, augmented batches; the order depends only on (seed, epoch)."""
+                  epoch: int, augment_on: bool = True, erase: float = 0.0,
+                  teacher=None, alpha: float = 0.5, temperature: float = 2.0) -> tf.data.Dataset:
+    """One epoch of shuffled, augmented batches; the order depends only on (seed, epoch).
+
+    ``teacher``: online distillation, the original-label targets become the teacher's view of
+    each augmented face mixed with the label (``tools.training.teacher.online_targets``).
+    """
     order = np.random.default_rng([seed, epoch]).permutation(idx)
     x = data["x"][order]
     ds = tf.data.Dataset.from_tensor_slices((x, targets(data, order))).batch(batch)
@@ -38,6 +43,11 @@ def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed
         images = tf.cast(images[..., None], tf.float32) / 255.0
         if augment_on:
             images = augment(images, erase=erase)
+        if teacher is not None:
+            from tools.training.teacher import online_targets
+
+            y = dict(y, emotion_orig=online_targets(teacher, images, y["emotion_orig"], alpha,
+                                                    temperature))
         return images, y
 
     return ds.map(prep, num_parallel_calls=1).prefetch(2)

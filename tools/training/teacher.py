@@ -9,6 +9,12 @@ training faces, softened by a temperature, are mixed with the one-hot original l
 
 Rows without an original label (UTKFace) keep an all-zero target, which the soft-label loss
 masks out. The teacher only ever sees training rows.
+
+Two modes: ``offline`` computes the teacher once on the clean faces (``teacher_targets``);
+``online`` runs it inside the input pipeline on the same augmented view the student gets
+(``online_targets``), so a face whose mouth was cut out or that was flipped is taught what the
+teacher sees in it ("consistent" distillation, Beyer et al., "Knowledge distillation: A good
+teacher is patient and consistent", CVPR 2022). Online costs a teacher forward pass per batch.
 """
 
 from __future__ import annotations
@@ -85,3 +91,21 @@ def teacher_targets(teacher, data: dict[str, np.ndarray], idx: np.ndarray, alpha
                                 verbose=0)
         out[rows] = distilled_targets(data["emotion"][rows], probs, alpha, temperature)
     return out
+
+
+def online_targets(teacher, images, labels, alpha: float, temperature: float):
+    """Graph version of ``distilled_targets`` for a batch of augmented student inputs.
+
+    ``images``: (B, H, W, 1) float in [0, 1] (the student's view); ``labels``: (B,) or (B, 1)
+    int original labels, -1 where none.
+    """
+    import tensorflow as tf
+
+    size = int(teacher.input_shape[1])
+    view = images if images.shape[1] == size else tf.image.resize(images, (size, size))
+    probs = teacher(view * 2.0 - 1.0, training=False)
+    soft = tf.nn.softmax(tf.math.log(tf.clip_by_value(probs, _EPS, 1.0)) / temperature)
+    labels = tf.reshape(tf.cast(labels, tf.int32), (-1,))
+    onehot = tf.one_hot(tf.maximum(labels, 0), len(EMOTIONS))
+    known = tf.cast(labels >= 0, tf.float32)[:, None]
+    return ((1.0 - alpha) * onehot + alpha * soft) * known
