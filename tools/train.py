@@ -162,8 +162,9 @@ def main(argv=None) -> int:
     distill = args.teacher is not None
     teacher = None
     if distill:
-        from tools.training.teacher import load_teacher, teacher_targets
+        from tools.training.teacher import check_mix, load_teacher, teacher_targets
 
+        check_mix(args.teacher_alpha, args.teacher_temperature)
         teacher = load_teacher(args.teacher)
         if args.teacher_mode == "offline":
             data["emotion_soft"] = teacher_targets(teacher, data, train_idx, args.teacher_alpha,
@@ -177,9 +178,9 @@ def main(argv=None) -> int:
     if args.resume:
         state = json.loads(state_path.read_text())
         if bool(state.get("teacher")) != distill:
-            raise SystemExit(f"{args.out} was trained "
-                             f"{'with --teacher ' + state['teacher'] if state.get('teacher') else 'without a teacher'}"
-                             f"; resume it the same way")
+            how = (f"with --teacher {state['teacher']}" if state.get("teacher")
+                   else "without a teacher")
+            raise SystemExit(f"{args.out} was trained {how}; resume it the same way")
         model = keras.models.load_model(args.out / "last.keras")
         if state["epochs"] != args.epochs:  # longer run: a fresh cosine over the epochs left
             left = args.epochs - state["epoch"]

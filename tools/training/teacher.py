@@ -66,11 +66,18 @@ def soften(probs: np.ndarray, temperature: float) -> np.ndarray:
     return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
 
 
+def check_mix(alpha: float, temperature: float) -> None:
+    """Refuse a teacher weight outside [0, 1] or a temperature <= 0, naming which."""
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+
+
 def distilled_targets(labels: np.ndarray, teacher_probs: np.ndarray, alpha: float,
                       temperature: float) -> np.ndarray:
     """Per-row soft targets for the original-label head; rows with label -1 stay all zero."""
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    check_mix(alpha, temperature)
     labels = np.asarray(labels)
     onehot = np.zeros((len(labels), len(EMOTIONS)), np.float32)
     known = labels >= 0
@@ -101,6 +108,7 @@ def online_targets(teacher, images, labels, alpha: float, temperature: float):
     """
     import tensorflow as tf
 
+    check_mix(alpha, temperature)
     size = int(teacher.input_shape[1])
     view = images if images.shape[1] == size else tf.image.resize(images, (size, size))
     probs = teacher(view * 2.0 - 1.0, training=False)
