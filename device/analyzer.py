@@ -11,6 +11,8 @@ from device.manifest import DEFAULT_AGE_GROUPS, age_group, load_manifest, model_
 from device.runtime import TFLiteModel, pixel_lut
 from device.types import EMOTIONS, GENDERS, FaceAttributes
 
+TEST_TIME = ("none", "flip")
+
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     z = x - x.max(axis=axis, keepdims=True)
@@ -33,6 +35,11 @@ def _as_probs(x: np.ndarray) -> np.ndarray:
     return softmax(x)
 
 
+def _mean_views(values: np.ndarray, n: int) -> np.ndarray:
+    """Average the answer for each face (rows ``:n``) with its mirror image's (rows ``n:``)."""
+    return (values[:n] + values[n:]) / 2
+
+
 def decode_age(raw: np.ndarray, head: dict) -> np.ndarray:
     """Years from the age head: a regression value, or the expectation over year bins."""
     kind = head.get("kind", "regression")
@@ -51,11 +58,17 @@ class Analyzer:
         models_dir: folder with ``manifest.json`` and the model files.
         threads: interpreter threads.
         age_groups: override the manifest's age groups (labels like ``"25-37"``, ``"60+"``).
+        flip: run each face and its mirror image and average the two answers (test-time
+            augmentation, two interpreter passes per face). None: as the manifest's
+            ``"test_time"`` says (``"flip"`` or ``"none"``, the default), since the model's
+            validation numbers were measured that way.
     Raises:
         NoAttributeModel: the manifest lists no analyzer; nothing is invented in its place.
+        ModelError: the entry's ``test_time`` is not one this runtime knows.
     """
 
-    def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None):
+    def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None,
+                 flip: bool | None = None):
         if not (Path(models_dir) / "manifest.json").is_file():
             raise NoAttributeModel(f"no attribute model is installed: no manifest.json in {models_dir}")
         manifest = load_manifest(models_dir)
@@ -65,6 +78,11 @@ class Analyzer:
                 f"no attribute model is installed in {models_dir}: faces are detected, "
                 "but age, gender and emotion are not estimated")
         self.entry = entry
+        test_time = entry.get("test_time", "none")
+        if test_time not in TEST_TIME:
+            raise ModelError(f"analyzer test_time {test_time!r} in {models_dir}/manifest.json is "
+                             f"not one of {', '.join(TEST_TIME)}")
+        self.flip = (test_time == "flip") if flip is None else bool(flip)
         self.version = str(manifest.get("version", "unknown"))
         self.model = TFLiteModel(model_path(models_dir, entry), threads=threads)
         spec = entry.get("input", {})
@@ -111,10 +129,15 @@ class Analyzer:
         """Attributes for each aligned crop (``size`` x ``size`` gray or BGR, uint8)."""
         if not crops:
             return []
+        n = len(crops)
+        if self.flip:  # mirror images after the originals, one interpreter call for all
+            crops = list(crops) + [np.ascontiguousarray(c[:, ::-1]) for c in crops]
         raw = self.raw(crops)
         ages = decode_age(raw["age"], self.heads["age"])
         genders = _as_probs(raw["gender"])
         emotions = _as_probs(raw["emotion"])
+        if self.flip:
+            ages, genders, emotions = (_mean_views(v, n) for v in (ages, genders, emotions))
         out = []
         for age, g, e in zip(ages, genders, emotions):
             gi = int(np.argmax(g))

@@ -92,6 +92,7 @@ class VisionPipeline:
         return {"detector": Path(self.detector.model.path).name if hasattr(self.detector.model, "path")
                 else "custom",
                 "analyzer": self.analyzer.name if self.analyzer else None,
+                "analyzer_flip": self.analyzer.flip if self.analyzer else None,
                 "accelerator": self.accelerator, "model_version": self.model_version}
 
     def crops(self, image: np.ndarray, detections: list[Detection]) -> list[np.ndarray]:

@@ -104,3 +104,41 @@ def test_probabilities_are_recognised_even_when_int8_rounding_breaks_their_sum()
     logits = np.array([[2.0, -1.0]])
     assert _as_probs(logits)[0] == pytest.approx([0.9526, 0.0474], abs=1e-4)
     assert _as_probs(np.zeros((1, 4)))[0] == pytest.approx([0.25] * 4)
+
+
+def _with_test_time(src, dest, value):
+    dest.mkdir()
+    manifest = json.loads((src / "manifest.json").read_text())
+    for name in (manifest["analyzer"]["file"], manifest["detector"]["file"]):
+        if name:
+            (dest / name).write_bytes((src / name).read_bytes())
+    manifest["analyzer"]["test_time"] = value
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror(tmp_path, models_dir):
+    flipped = Analyzer(_with_test_time(models_dir, tmp_path / "flip", "flip"))
+    assert flipped.flip
+    plain = Analyzer(models_dir)
+    assert not plain.flip
+    rng = np.random.default_rng(3)
+    crops = [rng.integers(0, 256, (64, 64), dtype=np.uint8) for _ in range(2)]
+    both = flipped.analyze(crops)
+    for crop, got in zip(crops, both):
+        a, b = plain.analyze([crop])[0], plain.analyze([np.ascontiguousarray(crop[:, ::-1])])[0]
+        assert a != b  # the mirror image is a different input: the average is not a no-op
+        assert got.age == pytest.approx((a.age + b.age) / 2, abs=1e-4)
+        for e in EMOTIONS:
+            assert got.emotions[e] == pytest.approx((a.emotions[e] + b.emotions[e]) / 2, abs=1e-5)
+        fem = [x.gender_prob if x.gender == "female" else 1 - x.gender_prob for x in (a, b)]
+        got_fem = got.gender_prob if got.gender == "female" else 1 - got.gender_prob
+        assert got_fem == pytest.approx(sum(fem) / 2, abs=1e-5)
+    # the constructor can force it either way, whatever the manifest says
+    assert not Analyzer(tmp_path / "flip", flip=False).flip
+    assert Analyzer(models_dir, flip=True).analyze(crops) == both
+
+
+def test_unknown_test_time_in_the_manifest_is_refused(tmp_path, models_dir):
+    with pytest.raises(ModelError, match="test_time 'tencrop'"):
+        Analyzer(_with_test_time(models_dir, tmp_path / "bad", "tencrop"))

@@ -6,7 +6,7 @@ from tools.bench import main, run_bench
 from tests.shared_data import sample
 
 KEYS = {"frames", "faces", "fps", "ms_per_frame_p50", "ms_per_frame_p95", "peak_rss_mb",
-        "detector", "analyzer", "accelerator"}
+        "detector", "analyzer", "analyzer_flip", "accelerator"}
 
 
 def test_bench_report_on_a_clip(tmp_path):

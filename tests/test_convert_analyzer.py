@@ -133,6 +133,9 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
                                                    "trained_as": "distribution"}
     report = json.loads((tmp_path / "conv.json").read_text())
     assert report["age_head"] == "age" and "utk_gender_acc" in report["int8"]
+    # measured with mirror averaging, and the manifest tells the appliance to run it that way
+    assert report["test_time"] == "flip" and manifest["analyzer"]["test_time"] == "flip"
+    assert Analyzer(tmp_path).flip
     out = Analyzer(tmp_path).analyze([np.zeros((64, 64), np.uint8)])[0]
     assert 0 <= out.age <= 100 and abs(sum(out.emotions.values()) - 1) < 0.05
 
@@ -145,3 +148,26 @@ def test_conversion_refused_leaves_manifest_alone(tmp_path, keras_model, monkeyp
     assert conv.run(_args(tmp_path, *keras_model, **{"age-head": "age_reg"})) == 1
     assert "int8 conversion rejected" in capsys.readouterr().out
     assert (tmp_path / "manifest.json").read_text() == before
+
+
+def test_float_mirror_average_is_the_mean_of_both_views():
+    import keras
+
+    from tools.training.validation import predict_keras
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64, 64, 1))
+    flat = keras.layers.Flatten()(inp)
+    init = keras.initializers.RandomNormal(stddev=0.05)
+    model = keras.Model(inp, {
+        "age": keras.layers.Dense(1, kernel_initializer=init, name="age")(flat),
+        "emotion": keras.layers.Dense(7, activation="softmax", kernel_initializer=init,
+                                      name="emotion")(flat)})
+    x = np.random.default_rng(0).integers(0, 256, (3, 64, 64), dtype=np.uint8)
+    plain = predict_keras(model, x)
+    mirror = predict_keras(model, np.ascontiguousarray(x[:, :, ::-1]))
+    both = predict_keras(model, x, flip=True)
+    assert set(both) == set(plain) == {"age", "emotion"}
+    for k in both:
+        assert np.allclose(both[k], (plain[k] + mirror[k]) / 2, atol=1e-5)
+        assert not np.allclose(plain[k], mirror[k], atol=1e-3)  # the views differ

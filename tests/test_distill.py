@@ -76,7 +76,7 @@ def test_training_with_a_teacher_runs_and_resumes_only_with_it(tmp_path, capsys)
                           "--teacher-alpha", "0.7", "--teacher-temperature", "3"]) == 0
     assert "teacher teacher.keras (offline): alpha 0.7, T 3.0" in capsys.readouterr().out
     state = json.loads((out / "state.json").read_text())
-    assert state["teacher"] == str(teacher) and state["epoch"] == 1
+    assert state["teacher"] == [str(teacher)] and state["epoch"] == 1
     with pytest.raises(SystemExit, match="with --teacher"):
         main(common + ["--epochs", "2", "--resume"])
     assert main(common + ["--epochs", "2", "--resume", "--teacher", str(teacher)]) == 0
@@ -97,3 +97,47 @@ def test_online_targets_equal_the_offline_ones_on_the_same_view(tmp_path):
     online = online_targets(teacher, images, tf.constant(data["emotion"][:, None]), 0.8, 2.0)
     assert np.allclose(online.numpy(), offline, atol=1e-5)
     assert not online.numpy()[[2, 4]].any()
+
+
+def test_an_ensemble_teacher_averages_members_and_mirror_views(tmp_path):
+    import keras
+    import tensorflow as tf
+
+    from tools.model_def import build_model
+    from tools.training.teacher import online_targets, teacher_targets
+
+    keras.utils.set_random_seed(2)
+    fer_like = _teacher(tmp_path / "fer.keras", size=48)
+    ours = tmp_path / "ours.keras"
+    build_model(width=0.25, head_units=8).save(ours)
+    teacher = load_teacher([fer_like, ours], flip=True)
+    assert teacher.names == ["fer.keras", "ours.keras"]
+    assert [(out, scale) for _, out, scale in teacher.members] == [(None, "fer"),
+                                                                  ("emotion_orig", "unit")]
+    x = np.random.default_rng(4).integers(0, 256, (5, 64, 64), dtype=np.uint8)
+    m_fer, m_ours = keras.models.load_model(fer_like), keras.models.load_model(ours)
+    expect = []
+    for view in (x, x[:, :, ::-1]):
+        expect.append(m_fer.predict(teacher_input(np.ascontiguousarray(view), 48), verbose=0))
+        expect.append(m_ours.predict(np.ascontiguousarray(view)[..., None] / 255.0,
+                                     verbose=0)["emotion_orig"])
+    assert np.allclose(teacher.predict(x), np.mean(expect, axis=0), atol=1e-5)
+    # online and offline agree for the ensemble too
+    data = {"x": x, "emotion": np.array([0, 1, -1, 3, 6], np.int8)}
+    offline = teacher_targets(teacher, data, np.arange(5), alpha=0.6, temperature=1.5)
+    images = tf.constant(x[..., None].astype(np.float32) / 255.0)
+    online = online_targets(teacher, images, tf.constant(data["emotion"][:, None]), 0.6, 1.5)
+    assert np.allclose(online.numpy(), offline, atol=1e-4)
+
+
+def test_a_multi_output_teacher_without_an_emotion_head_is_refused(tmp_path):
+    import keras
+
+    inp = keras.Input((32, 32, 1))
+    flat = keras.layers.Flatten()(inp)
+    keras.Model(inp, [keras.layers.Dense(7)(flat), keras.layers.Dense(2)(flat)]).save(
+        tmp_path / "two.keras")
+    with pytest.raises(ValueError, match="none is emotion_orig"):
+        load_teacher(tmp_path / "two.keras")
+    with pytest.raises(ValueError, match="no teacher"):
+        load_teacher([])

@@ -75,7 +75,9 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
             "--baseline", "pca", "--baseline-cache", str(cache)]
     assert main(argv) == 0
     res = json.loads((out / "eval.json").read_text())
-    assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca"}
+    assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca", "analyzer"}
+    assert res["analyzer"] == {"file": "tiny_multihead_int8.tflite", "models_version": "test-1",
+                               "flip": False}  # the tiny manifest has no test_time
     assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "age_group_acc",
                                    "by_race", "by_gender", "by_age_group"}
     assert res["utkface"]["n"] == 2 and res["utkface"]["no_face"] >= 1  # the blank image
@@ -86,6 +88,7 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert set(res["baseline_pca"]) >= {"utkface", "fer2013", "ferplus", "ck", "aaf"}
     report = (out / "eval.md").read_text()
     assert "Gender Shades" in report and "race: white" in report
+    assert "mirror averaging off" in report
     assert "Emotion confusion" in report
     pngs = sorted(p.name for p in out.glob("*.png"))
     if "plots skipped" not in report:

@@ -102,7 +102,7 @@ def run_bench(source: str, threads: int = 1, repeat: int = 1, analyze_every: int
         "peak_rss_mb": round(process_peak - clip_mb, 1),
         "process_peak_rss_mb": round(process_peak, 1), "clip_mb": round(clip_mb, 1),
         "detector": info["detector"], "analyzer": info["analyzer"] or "none installed",
-        "accelerator": info["accelerator"],
+        "analyzer_flip": info["analyzer_flip"], "accelerator": info["accelerator"],
     }
 
 

@@ -48,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--pad", type=float, default=None,
                     help="canvas padding around UTKFace/AAF chips before detection, as a fraction "
                          "of the side (default 1.0: the chip in a canvas 3x its side)")
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="force the analyzer's mirror averaging on or off (default: as the "
+                         "model's manifest says)")
     return ap.parse_args(argv)
 
 
@@ -62,7 +65,7 @@ def run(args) -> tuple[dict, dict]:
     from tools.evaluation.device_path import DevicePath, models_dir_for
 
     models_dir, _tmp = models_dir_for(args.model)
-    path = DevicePath(models_dir, threads=args.threads,
+    path = DevicePath(models_dir, threads=args.threads, flip=args.flip,
                       **({} if args.pad is None else {"pad": args.pad}))
     baseline = None
     if args.baseline == "pca":
@@ -91,6 +94,8 @@ def run(args) -> tuple[dict, dict]:
         metrics["aaf"], details["aaf"] = sets.evaluate_aaf(recs, path, baseline)
     if baseline is not None:
         metrics["baseline_pca"] = baseline_metrics(details)
+    metrics["analyzer"] = {"file": path.analyzer.name, "models_version": path.analyzer.version,
+                           "flip": path.analyzer.flip}
     return metrics, details
 
 

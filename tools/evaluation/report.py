@@ -122,6 +122,10 @@ def write_report(path: Path, metrics: dict, details: dict, command: str = "") ->
     out = ["# Attribute model evaluation", ""]
     if command:
         out += ["Produced by:", "", f"    {command}", ""]
+    if "analyzer" in metrics:
+        a = metrics["analyzer"]
+        out += [f"Analyzer `{a['file']}`, models {a['models_version']}, mirror averaging "
+                f"{'on (each face and its mirror image, averaged)' if a['flip'] else 'off'}.", ""]
     out += ["## Headline", ""] + headline(metrics) + [""]
     if "utkface" in metrics:
         out += ["## Fairness (UTKFace)", "",

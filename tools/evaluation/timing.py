@@ -16,11 +16,13 @@ import numpy as np
 from models import MODELS_DIR
 
 
-def time_analyzer(models_dir: Path, runs: int = 500, warmup: int = 20) -> dict:
-    """Per-face milliseconds of ``Analyzer.analyze`` on one 64x64 face (interpreter, 1 thread)."""
+def time_analyzer(models_dir: Path, runs: int = 500, warmup: int = 20,
+                  flip: bool | None = None) -> dict:
+    """Per-face milliseconds of ``Analyzer.analyze`` on one 64x64 face (interpreter, 1 thread),
+    with the manifest's mirror averaging unless ``flip`` overrides it."""
     from device.analyzer import Analyzer
 
-    analyzer = Analyzer(models_dir, threads=1)
+    analyzer = Analyzer(models_dir, threads=1, flip=flip)
     face = np.random.default_rng(0).integers(0, 256, (analyzer.size, analyzer.size), np.uint8)
     for _ in range(warmup):
         analyzer.analyze([face])
@@ -30,7 +32,7 @@ def time_analyzer(models_dir: Path, runs: int = 500, warmup: int = 20) -> dict:
         analyzer.analyze([face])
         times.append((time.perf_counter() - t) * 1000)
     return {"model": analyzer.name, "runs": runs, "median_ms": float(np.median(times)),
-            "p90_ms": float(np.percentile(times, 90)), "threads": 1}
+            "p90_ms": float(np.percentile(times, 90)), "threads": 1, "flip": analyzer.flip}
 
 
 def main(argv=None) -> int:
@@ -38,8 +40,10 @@ def main(argv=None) -> int:
                                  description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=MODELS_DIR)
     ap.add_argument("--runs", type=int, default=500)
+    ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                    help="force mirror averaging on or off (default: as the manifest says)")
     args = ap.parse_args(argv)
-    print(json.dumps(time_analyzer(args.model, args.runs), indent=1))
+    print(json.dumps(time_analyzer(args.model, args.runs, flip=args.flip), indent=1))
     return 0
 
 

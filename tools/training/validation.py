@@ -56,9 +56,21 @@ def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.nda
     return res
 
 
-def evaluate_keras(model, data: dict[str, np.ndarray], idx: np.ndarray, batch: int = 256) -> dict:
-    outputs = model.predict(as_input(data["x"][idx]), batch_size=batch, verbose=0)
-    return report(head_predictions(outputs), data, idx)
+def predict_keras(model, x_uint8: np.ndarray, batch: int = 256, flip: bool = False) -> dict:
+    """Raw outputs for uint8 faces; ``flip``: averaged with the mirror images' outputs (every
+    head is a probability or a number of years, so the mean is the appliance's average)."""
+    outputs = model.predict(as_input(x_uint8), batch_size=batch, verbose=0)
+    if not isinstance(outputs, dict):
+        outputs = dict(zip(model.output_names, outputs if isinstance(outputs, list) else [outputs]))
+    if flip:
+        mirrored = predict_keras(model, np.ascontiguousarray(x_uint8[:, :, ::-1]), batch)
+        outputs = {k: (np.asarray(v) + mirrored[k]) / 2 for k, v in outputs.items()}
+    return outputs
+
+
+def evaluate_keras(model, data: dict[str, np.ndarray], idx: np.ndarray, batch: int = 256,
+                   flip: bool = False) -> dict:
+    return report(head_predictions(predict_keras(model, data["x"][idx], batch, flip)), data, idx)
 
 
 def selection_score(m: dict) -> float:
