@@ -130,3 +130,46 @@ def test_loss_weights_argument_names_the_bad_head():
         loss_weights_arg("emotions=2")
     with pytest.raises(argparse.ArgumentTypeError, match="not a number"):
         loss_weights_arg("gender=much")
+
+
+def test_the_full_resolution_branch_starts_as_a_no_op_on_transferred_weights():
+    import keras
+
+    from tools.model_def import build_model, transfer_weights
+
+    keras.utils.set_random_seed(5)
+    plain = build_model(width=0.25, head_units=8)
+    for layer in plain.layers:  # trained-looking batch-norm statistics, not the defaults
+        if isinstance(layer, keras.layers.BatchNormalization):
+            g, b, m, v = layer.get_weights()
+            layer.set_weights([g * 1.3, b + 0.1, m + 0.05, v * 2])
+    wide = build_model(width=0.25, head_units=8, hires=4)
+    fresh = transfer_weights(plain, wide)
+    assert fresh == ["hires_conv", "hires_bn", "hires_down", "hires_down_bn"]
+    assert wide.count_params() > plain.count_params()
+    x = np.random.default_rng(0).random((4, 64, 64, 1)).astype(np.float32)
+    a, b = plain.predict(x, verbose=0), wide.predict(x, verbose=0)
+    for k in a:
+        assert np.allclose(a[k], b[k], atol=1e-6), k
+
+    def stem(model):
+        return keras.Model(model.input, model.get_layer("stem_relu").output).predict(x, verbose=0)
+
+    assert np.allclose(stem(plain), stem(wide), atol=1e-6)
+    # once the branch has a scale it changes the features: it is wired in, not dead
+    bn = wide.get_layer("hires_down_bn")
+    bn.set_weights([np.ones_like(w) if i == 0 else w for i, w in enumerate(bn.get_weights())])
+    assert not np.allclose(stem(plain), stem(wide), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_init_with_a_new_branch_keeps_the_trained_layers(trained, tmp_path, capsys):
+    from tools.train import main
+
+    cache, out = trained
+    new = tmp_path / "hires"
+    assert main(["--data", str(cache), "--out", str(new), "--epochs", "1", "--batch", "16",
+                 "--threads", "1", "--width", "0.25", "--init", str(out / "best.keras"),
+                 "--hires", "4"]) == 0
+    assert "new layers: hires_conv, hires_bn, hires_down, hires_down_bn" in capsys.readouterr().out
+    assert json.loads((new / "state.json").read_text())["epoch"] == 1

