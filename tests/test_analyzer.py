@@ -142,3 +142,12 @@ def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror(tmp_path, model
 def test_unknown_test_time_in_the_manifest_is_refused(tmp_path, models_dir):
     with pytest.raises(ModelError, match="test_time 'tencrop'"):
         Analyzer(_with_test_time(models_dir, tmp_path / "bad", "tencrop"))
+
+
+def test_a_model_set_with_an_unknown_test_time_fails_the_provisioning_self_test(tmp_path,
+                                                                                models_dir):
+    from provisioning import kat
+
+    assert kat.self_test(models_dir) == []
+    problems = kat.self_test(_with_test_time(models_dir, tmp_path / "bad", "tencrop"))
+    assert len(problems) == 1 and "test_time 'tencrop'" in problems[0]
