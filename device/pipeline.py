@@ -53,18 +53,21 @@ class VisionPipeline:
             attributes in between); 1 analyzes every frame.
         min_face_px: faces whose eye distance is below this many pixels are detected but not
             analyzed (too small for a meaningful estimate).
+        analyzer_flip: average each face with its mirror image (True/False); None: as the
+            models' manifest says (``[models] mirror_average``).
     """
 
     def __init__(self, models_dir: str | Path | None = None, threads: int | None = 1,
                  detector_variant: str | None = None, analyze_every: int = 1,
                  min_face_px: float = 8.0, score_threshold: float | None = None,
-                 detector_tiles: int | str = "auto"):
+                 detector_tiles: int | str = "auto", analyzer_flip: bool | None = None):
         self.models_dir = Path(models_dir) if models_dir else MODELS_DIR
         self.detector = FaceDetector(_detector_file(self.models_dir, detector_variant),
                                      threads=threads, score_threshold=score_threshold,
                                      tiles=detector_tiles)
         try:
-            self.analyzer: Analyzer | None = Analyzer(self.models_dir, threads=threads)
+            self.analyzer: Analyzer | None = Analyzer(self.models_dir, threads=threads,
+                                                      flip=analyzer_flip)
         except NoAttributeModel as exc:
             log.warning("%s", exc)
             self.analyzer = None

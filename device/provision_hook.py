@@ -86,7 +86,7 @@ class ProvisionHook:
         own = Path(models_dir) != Path(m.dir)  # a slot's manifest names its own detector
         return VisionPipeline(models_dir, threads=m.threads, analyze_every=m.analyze_every,
                               detector_variant=None if own else (m.detector_variant or None),
-                              detector_tiles=m.detector_tiles)
+                              detector_tiles=m.detector_tiles, analyzer_flip=m.analyzer_flip)
 
     def _self_test(self, models_dir: Path) -> list[str]:
         problems = kat.self_test(models_dir)

@@ -151,3 +151,10 @@ def test_a_model_set_with_an_unknown_test_time_fails_the_provisioning_self_test(
     assert kat.self_test(models_dir) == []
     problems = kat.self_test(_with_test_time(models_dir, tmp_path / "bad", "tencrop"))
     assert len(problems) == 1 and "test_time 'tencrop'" in problems[0]
+
+
+def test_the_pipeline_follows_the_manifest_unless_told_otherwise(tmp_path, models_dir):
+    flip_dir = _with_test_time(models_dir, tmp_path / "flip", "flip")
+    assert VisionPipeline(flip_dir).analyzer.flip
+    assert not VisionPipeline(flip_dir, analyzer_flip=False).analyzer.flip
+    assert VisionPipeline(models_dir, analyzer_flip=True).analyzer.flip

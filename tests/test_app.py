@@ -309,3 +309,16 @@ def test_mailbox_keeps_only_the_newest_frame():
         box.put(i)
     assert box.get(0) == 4 and box.dropped == 4
     assert box.get(0.01) is None
+
+
+@pytest.mark.parametrize("setting,expected", [("auto", True), ("off", False)])
+def test_models_mirror_average_reaches_the_pipeline_the_app_builds(tmp_path, setting, expected):
+    from device.provision_hook import ProvisionHook
+    from tests.tiny_models import make_models_dir
+
+    models = make_models_dir(tmp_path / "models")
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["analyzer"]["test_time"] = "flip"
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    app = _fake_app(tmp_path, **{"models.dir": str(models), "models.mirror_average": setting})
+    assert ProvisionHook(app).build(models).analyzer.flip is expected

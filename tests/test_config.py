@@ -51,6 +51,8 @@ def test_defaults_are_filled_in(tmp_path):
     ("[mqtt]\npassword_env = \"PW\"\n", "[mqtt] username: required when a password"),
     ("[display]\nsink = \"png:/tmp/x.png\"\nblur_faces = false\n", "[display] blur_faces"),
     ("mqtt = 3\n", "[mqtt]: must be a table"),
+    ("[models]\nmirror_average = true\n", "[models] mirror_average: must be str, not bool"),
+    ("[models]\nmirror_average = \"yes\"\n", "[models] mirror_average: must be 'auto', 'on'"),
     ("[mqtt\n", "not valid TOML"),
 ])
 def test_errors_name_the_key(tmp_path, text, message):
@@ -110,3 +112,9 @@ def test_kiosk_check_config_command_exit_status(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert run.returncode != 0
     assert "[mqtt] prot: unknown key (did you mean 'port'?)" in run.stderr
+
+
+@pytest.mark.parametrize("value,flip", [("auto", None), ("on", True), ("off", False)])
+def test_mirror_average_maps_to_the_analyzer_setting(tmp_path, value, flip):
+    cfg = load_config(write(tmp_path, f'[models]\nmirror_average = "{value}"\n'))
+    assert cfg.models.analyzer_flip is flip
