@@ -54,6 +54,10 @@ def test_one_epoch_writes_checkpoints_and_report(trained):
     for key in ("utk_age_mae", "utk_age_reg_mae", "utk_gender_acc", "fer_emotion_acc_orig",
                 "fer_emotion_acc_ferplus", "fer_emotion_orig_acc_orig"):
         assert np.isfinite(line[key]), key
+    from tools.train import MIRROR_KEYS
+
+    for key in MIRROR_KEYS:  # the mirror-averaged numbers, as the appliance runs the model
+        assert 0 <= line[f"mirror_{key}"] < 100, key
 
 
 @pytest.mark.slow

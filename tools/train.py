@@ -8,7 +8,8 @@
 
 Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a
 line of ``history.jsonl``; the epoch with the best validation score is also kept as
-``best.keras``. The validation report (UTKFace val split, FER2013Valid) is printed after every
+``best.keras``. The history also holds ``mirror_*`` numbers: the main heads with each face
+averaged with its mirror image, as the appliance runs them (not used to pick the best epoch). The validation report (UTKFace val split, FER2013Valid) is printed after every
 epoch and at the end.
 
 ``--teacher`` distils a Keras emotion classifier into the original-label head
@@ -29,6 +30,10 @@ import os
 import sys
 import time
 from pathlib import Path
+
+
+MIRROR_KEYS = ("utk_age_mae", "utk_gender_acc", "fer_emotion_orig_acc_orig",
+               "fer_emotion_orig_acc_ferplus")
 
 
 def set_threads(n: int) -> None:
@@ -230,6 +235,10 @@ def main(argv=None) -> int:
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)
         metrics = evaluate_keras(model, data, val_idx)
+        # the same heads as the appliance runs them (each face averaged with its mirror image);
+        # the best epoch is still chosen on the one-pass numbers, so runs stay comparable
+        mirrored = evaluate_keras(model, data, val_idx, flip=True)
+        metrics |= {f"mirror_{k}": mirrored[k] for k in MIRROR_KEYS if k in mirrored}
         metrics["loss"] = float(hist.history["loss"][-1])
         score = selection_score(metrics)
         model.save(args.out / "last.keras")
