@@ -131,7 +131,7 @@ class Analyzer:
             return []
         n = len(crops)
         if self.flip:  # mirror images after the originals, one interpreter call for all
-            crops = list(crops) + [np.ascontiguousarray(c[:, ::-1]) for c in crops]
+            crops = list(crops) + [c[:, ::-1] for c in crops]  # views: _prepare copies once
         raw = self.raw(crops)
         ages = decode_age(raw["age"], self.heads["age"])
         genders = _as_probs(raw["gender"])

