@@ -59,6 +59,9 @@ def fixtures(tmp_path_factory):
     (root / "aaf" / "image sets").mkdir(parents=True)
     (root / "aaf" / "image sets" / "val.txt").write_text("00001A30.jpg 0\n")
     cache = write_tiny_cache(root / "faces.npz", n=80)
+    from tests.test_distill import _teacher
+
+    _teacher(root / "reference.keras")  # a tiny 7-emotion Keras classifier, like fer's
     return root, models, cache
 
 
@@ -72,10 +75,12 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     argv = ["--utkface", str(root / "utk"), "--ferplus", str(root / "ferplus" / "FER2013Test"),
             "--ck", str(root / "ck"), "--aaf", str(root / "aaf"), "--model", str(models),
             "--json", str(out / "eval.json"), "--report", str(out / "eval.md"),
-            "--baseline", "pca", "--baseline-cache", str(cache)]
+            "--baseline", "pca", "--baseline-cache", str(cache),
+            "--reference-emotion", str(root / "reference.keras")]
     assert main(argv) == 0
     res = json.loads((out / "eval.json").read_text())
-    assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca", "analyzer"}
+    assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca", "analyzer",
+                        "ci95", "reference_emotion"}
     assert res["analyzer"] == {"file": "tiny_multihead_int8.tflite", "models_version": "test-1",
                                "flip": False}  # the tiny manifest has no test_time
     assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "age_group_acc",
@@ -86,10 +91,24 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert res["ck"]["n"] == 2  # contempt skipped
     assert set(res["aaf"]) == {"n", "no_face", "age_mae", "gender_acc"} and res["aaf"]["n"] == 1
     assert set(res["baseline_pca"]) >= {"utkface", "fer2013", "ferplus", "ck", "aaf"}
+    ci = res["ci95"]
+    assert set(ci) == {"utkface", "fer2013", "ferplus", "ck", "aaf"}
+    assert ci["fer2013"]["acc"][0] <= res["fer2013"]["acc"] <= ci["fer2013"]["acc"][1]
+    assert ci["aaf"]["age_mae"][0] <= res["aaf"]["age_mae"] <= ci["aaf"]["age_mae"][1]
+    ref = res["reference_emotion"]
+    assert ref["file"] == "reference.keras" and ref["flip"] is False
+    assert set(ref) == {"file", "flip", "fer2013", "ferplus", "ck"}
+    assert ref["fer2013"]["n"] == 3 and ref["ferplus"]["n"] == 2 and ref["ck"]["n"] == 2
+    for key in ("fer2013", "ferplus", "ck"):  # ours - reference, face by face
+        paired = ref[key]["paired"]
+        assert paired["acc_diff"] == pytest.approx(res[key]["acc"] - ref[key]["acc"])
+        assert paired["only_a"] - paired["only_b"] == round(paired["acc_diff"] * ref[key]["n"])
     report = (out / "eval.md").read_text()
     assert "Gender Shades" in report and "race: white" in report
     assert "mirror averaging off" in report
     assert "Emotion confusion" in report
+    assert "Reference emotion model, same faces" in report and "McNemar" in report
+    assert "model (95 % CI)" in report
     pngs = sorted(p.name for p in out.glob("*.png"))
     if "plots skipped" not in report:
         assert "eval_confusion_fer2013.png" in pngs and "eval_age_utkface.png" in pngs
@@ -129,3 +148,15 @@ def test_fairness_breakdowns():
 def test_macro_f1():
     assert macro_f1([0, 1, 1], [0, 1, 1], 7) == 1.0
     assert macro_f1([0, 0], [1, 1], 2) == 0.0
+
+
+def test_a_bad_reference_model_is_refused_by_name(fixtures, tmp_path):
+    from tools.evaluate import main
+
+    root, models, _ = fixtures
+    bad = tmp_path / "not_a_model.keras"
+    bad.write_bytes(b"garbage")
+    for path in (bad, tmp_path / "missing.keras"):
+        with pytest.raises(SystemExit, match=path.name):
+            main(["--ferplus", str(root / "ferplus" / "FER2013Test"), "--model", str(models),
+                  "--reference-emotion", str(path)])

