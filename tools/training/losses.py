@@ -55,12 +55,15 @@ def gender_loss(y_true, y_pred):
 
 @keras.saving.register_keras_serializable("kiosk")
 def soft_label_loss(y_true, y_pred):
-    """Cross-entropy to soft targets (FER+ votes, normalised here); all-zero rows are unlabelled."""
+    """Cross-entropy to soft targets (FER+ votes, normalised here); all-zero rows are unlabelled.
+
+    A row whose targets sum to less than 1 counts with that weight (a teacher's guess for a face
+    nobody labelled, ``--teacher-unlabelled``); vote counts and distributions count fully."""
     y = ops.cast(y_true, "float32")
     total = ops.sum(y, axis=-1)
     target = y / ops.maximum(total[:, None], _EPS)
     ce = -ops.sum(target * ops.log(ops.clip(y_pred, _EPS, 1.0)), axis=-1)
-    return _masked_mean(ce, total > 0)
+    return _masked_mean(ce * ops.minimum(total, 1.0), total > 0)
 
 
 @keras.saving.register_keras_serializable("kiosk")

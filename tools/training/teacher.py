@@ -159,13 +159,24 @@ def distilled_targets(labels: np.ndarray, teacher_probs: np.ndarray, alpha: floa
 
 
 def teacher_targets(teacher: Teacher, data: dict[str, np.ndarray], idx: np.ndarray,
-                    alpha: float, temperature: float, batch: int = 512) -> np.ndarray:
-    """(len(data['x']), 7) targets for the rows ``idx`` that have an original label, else 0."""
+                    alpha: float, temperature: float, batch: int = 512,
+                    unlabelled: float = 0.0) -> np.ndarray:
+    """(len(data['x']), 7) targets for the rows ``idx`` that have an original label, else 0.
+
+    ``unlabelled`` > 0 also teaches the rows of ``idx`` without an emotion label (UTKFace faces):
+    their target is the softened teacher alone, scaled by ``unlabelled``, which the soft-label
+    loss reads as that row's weight."""
+    if not 0.0 <= unlabelled <= 1.0:
+        raise ValueError(f"the weight of unlabelled faces must be in [0, 1], got {unlabelled}")
     out = np.zeros((len(data["x"]), len(EMOTIONS)), np.float32)
-    rows = idx[data["emotion"][idx] >= 0]
+    known = data["emotion"][idx] >= 0
+    rows = idx[known]
     if len(rows):
         probs = teacher.predict(data["x"][rows], batch=batch)
         out[rows] = distilled_targets(data["emotion"][rows], probs, alpha, temperature)
+    rest = idx[~known]
+    if unlabelled > 0 and len(rest):
+        out[rest] = unlabelled * soften(teacher.predict(data["x"][rest], batch=batch), temperature)
     return out
 
 
