@@ -19,9 +19,9 @@ end.
 ``--teacher`` may be repeated (the teachers' probabilities are averaged; one of our own
 multi-head checkpoints can be one of them) and ``--teacher-flip`` also averages each teacher over
 the face and its mirror image. ``--teacher-unlabelled W`` also teaches the faces that have no
-emotion label (UTKFace) the teacher's guess, at loss weight W. ``--hires N`` adds a full-resolution stem branch
-(``tools.model_def.build_model``); with ``--init`` the other layers start from those weights and
-the model starts out computing exactly what they computed.
+emotion label (UTKFace) the teacher's guess, at loss weight W. ``--hires N`` adds a
+full-resolution stem branch (``tools.model_def.build_model``); with ``--init`` the other layers
+start from those weights and the model starts out computing exactly what they computed.
 """
 
 from __future__ import annotations

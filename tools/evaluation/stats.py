@@ -56,21 +56,15 @@ def mae_interval(y_true, y_pred, **kw) -> tuple[float, float]:
 def mcnemar(correct_a, correct_b) -> dict:
     """Exact (binomial) two-sided McNemar test of two classifiers scored on the same items.
 
-    ``b``: items only A gets right, ``c``: items only B gets right. ``p``: the chance of a split
-    at least this uneven if both were equally accurate. Also the accuracy difference A - B."""
+    ``only_a``: items only A gets right, ``only_b``: items only B gets right. ``p``: the chance
+    of a split at least this uneven if both were equally accurate. ``acc_diff``: accuracy A - B."""
     a, b_ = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
     if a.shape != b_.shape:
         raise ValueError(f"paired test needs the same items: {a.shape} against {b_.shape}")
     b, c = int(np.sum(a & ~b_)), int(np.sum(~a & b_))
     n = b + c
-    if n == 0:
-        p = 1.0
-    else:
-        k = min(b, c)
-        # P(X <= k) for X ~ Binomial(n, 1/2), summed in log space (n can be in the thousands)
-        logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) - n * math.log(2)
-                for i in range(k + 1)]
-        top = max(logs)
-        p = min(1.0, 2 * math.exp(top) * sum(math.exp(v - top) for v in logs))
+    k = min(b, c)
+    # exact two-sided tail of Binomial(n, 1/2) at k; Python's integers keep it exact for any n
+    p = 1.0 if n == 0 else min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n)
     diff = float(a.mean() - b_.mean()) if len(a) else float("nan")
     return {"only_a": b, "only_b": c, "p": p, "acc_diff": diff}
