@@ -11,7 +11,7 @@ from device.manifest import DEFAULT_AGE_GROUPS, age_group, load_manifest, model_
 from device.runtime import TFLiteModel, pixel_lut
 from device.types import EMOTIONS, GENDERS, FaceAttributes
 
-TEST_TIME = ("none", "flip")
+TEST_TIME = ("none", "flip", "in_model")  # in_model: the graph itself averages the mirror
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -61,7 +61,8 @@ class Analyzer:
         flip: run each face and its mirror image and average the two answers (test-time
             augmentation, two interpreter passes per face). None: as the manifest's
             ``"test_time"`` says (``"flip"`` or ``"none"``, the default), since the model's
-            validation numbers were measured that way.
+            validation numbers were measured that way. ``"in_model"``: the model file averages
+            the mirror view itself, so the runtime makes one pass.
     Raises:
         NoAttributeModel: the manifest lists no analyzer; nothing is invented in its place.
         ModelError: the entry's ``test_time`` is not one this runtime knows.
@@ -82,6 +83,7 @@ class Analyzer:
         if test_time not in TEST_TIME:
             raise ModelError(f"analyzer test_time {test_time!r} in {models_dir}/manifest.json is "
                              f"not one of {', '.join(TEST_TIME)}")
+        self.test_time = test_time
         self.flip = (test_time == "flip") if flip is None else bool(flip)
         self.version = str(manifest.get("version", "unknown"))
         self.model = TFLiteModel(model_path(models_dir, entry), threads=threads)

@@ -15,8 +15,9 @@ Format (keys not listed are allowed and kept)::
           "emotion": {"output": "emotion", "labels": ["angry", ..., "neutral"]}
         },
         "age_groups": ["0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+"],
-        "test_time": "flip" | "none"      # optional (default none): flip averages each face
-      },                                  # with its mirror image (two passes per face)
+        "test_time": "flip" | "in_model" | "none"  # optional (default none): flip averages
+      },                  # each face with its mirror image (two passes per face); in_model: the
+                          # model file does that itself (one call), so the runtime does not
       "metrics": {...}
     }
 

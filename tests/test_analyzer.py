@@ -139,6 +139,15 @@ def test_mirror_averaging_is_the_mean_of_the_face_and_its_mirror(tmp_path, model
     assert Analyzer(models_dir, flip=True).analyze(crops) == both
 
 
+def test_a_model_that_mirrors_itself_gets_one_pass(tmp_path, models_dir):
+    in_model = Analyzer(_with_test_time(models_dir, tmp_path / "in_model", "in_model"))
+    assert not in_model.flip and in_model.test_time == "in_model"
+    crop = np.random.default_rng(4).integers(0, 256, (64, 64), dtype=np.uint8)
+    # the runtime adds nothing: the answer is the file's own, as with "none"
+    assert in_model.analyze([crop]) == Analyzer(models_dir).analyze([crop])
+    assert in_model.analyze([crop]) != Analyzer(models_dir, flip=True).analyze([crop])
+
+
 def test_unknown_test_time_in_the_manifest_is_refused(tmp_path, models_dir):
     with pytest.raises(ModelError, match="test_time 'tencrop'"):
         Analyzer(_with_test_time(models_dir, tmp_path / "bad", "tencrop"))

@@ -171,3 +171,51 @@ def test_float_mirror_average_is_the_mean_of_both_views():
     for k in both:
         assert np.allclose(both[k], (plain[k] + mirror[k]) / 2, atol=1e-5)
         assert not np.allclose(plain[k], mirror[k], atol=1e-3)  # the views differ
+
+
+@pytest.mark.slow
+def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, keras_model,
+                                                                    monkeypatch):
+    import keras
+
+    from device.analyzer import Analyzer
+    from device.runtime import TFLiteModel
+    from tools.model_def import deploy_model, export_model
+    from tools.training.teacher import load_teacher
+
+    monkeypatch.setattr(conv, "MAX_ACC_DROP", 1.0)  # untrained models: check plumbing only
+    monkeypatch.setattr(conv, "MAX_MAE_RISE", 1e9)
+    keras.utils.set_random_seed(3)
+    inp = keras.Input((64, 64, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2)(inp))
+    branch_path = tmp_path / "fer_like.keras"
+    keras.Model(inp, keras.layers.Dense(7, activation="softmax")(x)).save(branch_path)
+    (tmp_path / "manifest.json").write_text(json.dumps({"detector": {"file": "det.tflite"}}))
+    args = _args(tmp_path, *keras_model, **{"emotion-branch": branch_path,
+                                            "test-time": "in-model", "emotion-head": "auto"})
+    assert conv.run(args) == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    report = json.loads((tmp_path / "conv.json").read_text())
+    # the graph mirrors: the appliance is told to make one pass
+    assert manifest["analyzer"]["test_time"] == "in_model" and report["test_time"] == "in_model"
+    analyzer = Analyzer(tmp_path)
+    assert not analyzer.flip and analyzer.test_time == "in_model"
+    assert report["emotion_branch"]["file"] == "fer_like.keras"
+    assert set(report["emotion_branch"]["candidates_float"]) >= {
+        "fer_emotion_acc_orig", "fer_emotion_orig_acc_orig", "fer_emotion_mix_acc_ferplus"}
+    assert report["emotion_head"] in ("emotion", "emotion_orig", "emotion_mix")
+    # inner tensor names are stripped; the heads keep the names the appliance finds them by
+    model = TFLiteModel(tmp_path / "multihead_int8.tflite")
+    assert {s.name for s in model.outputs} == {"age", "gender", "emotion"}
+    names = [d["name"] for d in model.interpreter.get_tensor_details()]
+    assert sum(1 for n in names if n) <= len(model.outputs) + len(model.inputs)
+    # the int8 file computes what the float graph computes (one face, the int8 tolerance)
+    trained = keras.models.load_model(keras_model[0], compile=False)
+    branch = load_teacher(branch_path).members[0]
+    float_graph = deploy_model(export_model(trained, emotion=report["emotion_head"]),
+                               branch=branch, mirror=True)
+    face = np.random.default_rng(1).integers(0, 256, (64, 64), np.uint8)
+    want = float_graph.predict(face[None, ..., None] / 255.0, verbose=0)
+    got = analyzer.analyze([face])[0]
+    assert got.emotions["happy"] == pytest.approx(float(want["emotion"][0, 3]), abs=0.03)
+    assert got.age == pytest.approx(float(want["age"][0, 0]), abs=1.5)

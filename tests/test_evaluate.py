@@ -82,7 +82,7 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca", "analyzer",
                         "ci95", "reference_emotion"}
     assert res["analyzer"] == {"file": "tiny_multihead_int8.tflite", "models_version": "test-1",
-                               "flip": False}  # the tiny manifest has no test_time
+                               "flip": False, "test_time": "none"}  # the tiny one has none
     assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "age_group_acc",
                                    "by_race", "by_gender", "by_age_group"}
     assert res["utkface"]["n"] == 2 and res["utkface"]["no_face"] >= 1  # the blank image
@@ -160,3 +160,12 @@ def test_a_bad_reference_model_is_refused_by_name(fixtures, tmp_path):
         with pytest.raises(SystemExit, match=path.name):
             main(["--ferplus", str(root / "ferplus" / "FER2013Test"), "--model", str(models),
                   "--reference-emotion", str(path)])
+
+
+def test_the_report_says_where_the_mirror_average_happens():
+    from tools.evaluation.report import mirror_words
+
+    assert mirror_words({"flip": True, "test_time": "flip"}).startswith("on")
+    assert "inside the model" in mirror_words({"flip": False, "test_time": "in_model"})
+    assert mirror_words({"flip": False, "test_time": "none"}) == "off"
+    assert mirror_words({"flip": False}) == "off"  # reports from before test_time was recorded

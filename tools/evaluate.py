@@ -132,7 +132,7 @@ def run(args) -> tuple[dict, dict]:
         metrics["reference_emotion"] = reference_metrics(details, args.reference_emotion.name,
                                                          args.reference_flip)
     metrics["analyzer"] = {"file": path.analyzer.name, "models_version": path.analyzer.version,
-                           "flip": path.analyzer.flip}
+                           "flip": path.analyzer.flip, "test_time": path.analyzer.test_time}
     return metrics, details
 
 

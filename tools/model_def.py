@@ -140,3 +140,56 @@ def expected_years(probs):
     out = dense(probs)
     dense.set_weights([np.arange(AGE_BINS, dtype=np.float32).reshape(AGE_BINS, 1)])
     return out
+
+
+def deploy_model(exported: keras.Model, branch=None, mirror: bool = False) -> keras.Model:
+    """The shipped graph around an exported model (``export_model``): optionally mirror
+    averaging inside the model and a second emotion classifier averaged into ``emotion``.
+
+    Args:
+        exported: outputs ``age`` (years), ``gender`` (P(female)), ``emotion`` (7 probabilities),
+            input 64x64x1 in [0, 1].
+        branch: None, or ``(model, output, scale)`` as ``tools.training.teacher`` loads it: a
+            7-emotion classifier with a square gray input of the same size; ``output`` names its
+            head when it has several; ``scale`` ``"fer"`` means it reads [-1, 1] (the
+            mini-Xception's), ``"unit"`` [0, 1]. Its probabilities on the face (one pass) and
+            ours are averaged: ``emotion = (ours + branch) / 2``.
+        mirror: run ``exported`` on the face and its mirror image, as one batch of two views
+            inside the graph, and average each head over both. The branch is not mirrored: it
+            would cost a second pass of the branch per face. The manifest then says
+            ``"test_time": "in_model"`` so the appliance does not mirror again.
+    Raises:
+        ValueError: the branch's input is not the exported model's size, or its output is not
+            7 emotions.
+    """
+    from keras import ops
+
+    size = int(exported.input_shape[1])
+    inp = keras.Input(exported.input_shape[1:], name="face")
+    if mirror:
+        views = layers.Lambda(lambda x: ops.reshape(ops.stack([x, ops.flip(x, axis=2)], axis=1),
+                                                    (-1, size, size, 1)), name="mirror_views")(inp)
+        raw = exported(views)
+
+        def pair_mean(t, name):  # rows 2i and 2i+1 are face i and its mirror image
+            k = int(t.shape[-1])
+            return layers.Lambda(lambda y: ops.mean(ops.reshape(y, (-1, 2, k)), axis=1),
+                                 name=name)(t)
+
+        outs = {k: pair_mean(raw[k], f"{k}_mirror_mean") for k in ("age", "gender", "emotion")}
+    else:
+        raw = exported(inp)
+        outs = {k: layers.Identity(name=f"{k}_ours")(raw[k]) for k in ("age", "gender", "emotion")}
+    if branch is not None:
+        model, output, scale = branch
+        if tuple(model.input_shape[1:]) != (size, size, 1):
+            raise ValueError(f"emotion branch {model.name}: input {model.input_shape[1:]}, the "
+                             f"analyzer's is {(size, size, 1)}")
+        x = layers.Rescaling(2.0, -1.0, name="branch_scale")(inp) if scale == "fer" else inp
+        b = model(x)
+        b = b[output] if output else (b[0] if isinstance(b, (list, tuple)) else b)
+        if int(b.shape[-1]) != len(EMOTIONS):
+            raise ValueError(f"emotion branch {model.name}: {b.shape[-1]} outputs, expected "
+                             f"{len(EMOTIONS)} emotions")
+        outs["emotion"] = layers.Average(name="emotion_branch_mean")([outs["emotion"], b])
+    return keras.Model(inp, outs, name="multihead_deploy")

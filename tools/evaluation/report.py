@@ -145,6 +145,15 @@ def plots(out_dir: Path, stem: str, details: dict) -> list[str]:
     return lines
 
 
+def mirror_words(analyzer: dict) -> str:
+    """How the analyzer treated each face's mirror image, in words for the report."""
+    if analyzer.get("flip"):
+        return "on (each face and its mirror image, averaged by the appliance)"
+    if analyzer.get("test_time") == "in_model":
+        return "inside the model (the file averages each face with its mirror image; one call)"
+    return "off"
+
+
 def write_report(path: Path, metrics: dict, details: dict, command: str = "") -> None:
     """Write ``path`` (Markdown) and its PNG plots beside it."""
     path = Path(path)
@@ -155,7 +164,7 @@ def write_report(path: Path, metrics: dict, details: dict, command: str = "") ->
     if "analyzer" in metrics:
         a = metrics["analyzer"]
         out += [f"Analyzer `{a['file']}`, models {a['models_version']}, mirror averaging "
-                f"{'on (each face and its mirror image, averaged)' if a['flip'] else 'off'}.", ""]
+                f"{mirror_words(a)}.", ""]
     out += ["## Headline", ""] + headline(metrics) + [""]
     if "ci95" in metrics:
         out += ["Intervals: 95 %, Wilson's for accuracies, a seeded bootstrap (2,000 resamples) "
