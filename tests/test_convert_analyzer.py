@@ -219,3 +219,25 @@ def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, ker
     got = analyzer.analyze([face])[0]
     assert got.emotions["happy"] == pytest.approx(float(want["emotion"][0, 3]), abs=0.03)
     assert got.age == pytest.approx(float(want["age"][0, 0]), abs=1.5)
+
+
+@pytest.mark.parametrize("problem", ["missing", "size", "garbage"])
+def test_a_bad_emotion_branch_is_refused_before_converting(tmp_path, keras_model, capsys,
+                                                            problem):
+    import keras
+
+    branch = tmp_path / "branch.keras"
+    if problem == "size":  # a 48x48 classifier cannot read the analyzer's 64x64 faces
+        inp = keras.Input((48, 48, 1))
+        x = keras.layers.GlobalAveragePooling2D()(inp)
+        keras.Model(inp, keras.layers.Dense(7, activation="softmax")(x)).save(branch)
+    elif problem == "garbage":
+        branch.write_bytes(b"not a keras file")
+    (tmp_path / "manifest.json").write_text("{}")
+    args = _args(tmp_path, *keras_model, **{"emotion-branch": branch})
+    assert conv.run(args) == 2
+    out = capsys.readouterr().out
+    assert f"--emotion-branch {branch}" in out
+    assert {"missing": "not found", "size": "(48, 48, 1)", "garbage": "cannot be read as a Keras model"}[problem] in out
+    assert not (tmp_path / "multihead_int8.tflite").exists()
+    assert (tmp_path / "manifest.json").read_text() == "{}"

@@ -224,7 +224,14 @@ def run(args) -> int:
     names = set(trained.output_names)
     test_time = TEST_TIME_MANIFEST[args.test_time]
     ours_mirrored = test_time != "none"  # our trunk sees both views (by the appliance or graph)
-    branch = load_teacher(args.emotion_branch) if args.emotion_branch else None
+    try:
+        branch = load_teacher(args.emotion_branch) if args.emotion_branch else None
+        if branch:
+            deploy_model(export_model(trained) if names != set(HEADS_OUT) else trained,
+                         branch=branch.members[0])  # refuses another size or label set early
+    except (OSError, ValueError) as exc:
+        print(f"kiosk-convert analyzer: --emotion-branch {args.emotion_branch}: {exc}")
+        return 2
     branch_probs = branch.predict(data["x"][val]) if branch else None
     # the float numbers of every candidate head, for the record (manifest, model card)
     candidates = {"age_reg", "emotion_orig"} & names

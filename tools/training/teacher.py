@@ -86,7 +86,10 @@ def _load_member(path: Path):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"teacher model not found: {path}")
-    model = keras.models.load_model(path, compile=False)
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"teacher {path.name} cannot be read as a Keras model: {exc}") from exc
     shape_in = tuple(model.input_shape)
     if len(shape_in) != 4 or shape_in[-1] != 1 or shape_in[1] != shape_in[2]:
         raise ValueError(f"teacher {path.name}: expected a square gray input (None, S, S, 1), "
