@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import numpy as np
@@ -175,7 +176,7 @@ def test_float_mirror_average_is_the_mean_of_both_views():
 
 @pytest.mark.slow
 def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, keras_model,
-                                                                    monkeypatch):
+                                                                    monkeypatch, caplog):
     import keras
 
     from device.analyzer import Analyzer
@@ -191,9 +192,25 @@ def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, ker
     branch_path = tmp_path / "fer_like.keras"
     keras.Model(inp, keras.layers.Dense(7, activation="softmax")(x)).save(branch_path)
     (tmp_path / "manifest.json").write_text(json.dumps({"detector": {"file": "det.tflite"}}))
+    # a stand-in edgetpu_compiler on PATH: the Edge TPU seam, which records what it was given
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "edgetpu_compiler"
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/compiler_args\n'
+                    'for m in "$@"; do last="$m"; done\n'
+                    'echo "Input model: $last"\n'
+                    'echo "Number of operations that will run on Edge TPU: 0"\n'
+                    'echo "Number of operations that will run on CPU: 70"\n')
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    caplog.set_level("INFO")
     args = _args(tmp_path, *keras_model, **{"emotion-branch": branch_path,
                                             "test-time": "in-model", "emotion-head": "auto"})
     assert conv.run(args) == 0
+    # a Coral build is warned that the in-model mirror keeps the analyzer off the TPU
+    assert "--test-time in-model builds the mirror views" in caplog.text
+    assert "multihead_int8.tflite: 0 ops on the Edge TPU, 70 on the CPU" in caplog.text
+    assert (tmp_path / "compiler_args").read_text().split()[-1].endswith("multihead_int8.tflite")
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     report = json.loads((tmp_path / "conv.json").read_text())
     # the graph mirrors: the appliance is told to make one pass

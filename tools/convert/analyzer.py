@@ -24,11 +24,12 @@ import argparse
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
 
-from tools.convert.edgetpu import compile_for_edgetpu
+from tools.convert.edgetpu import COMPILER, compile_for_edgetpu
 from tools.evaluation.manifest import analyzer_entry, update_manifest
 
 log = logging.getLogger(__name__)
@@ -286,6 +287,12 @@ def run(args) -> int:
                                                               "candidates_float": train_metrics}},
                         version=args.version)
         log.info("updated %s", args.manifest)
+    if test_time == "in_model" and shutil.which(COMPILER):
+        log.warning("--test-time in-model builds the mirror views with REVERSE_V2 (not an Edge "
+                    "TPU op) and runs our network on them as a batch of two (the Edge TPU maps "
+                    "only tensors whose outer dimensions are 1); its compiler partitions a graph "
+                    "once, so most of this analyzer will stay on the CPU. For a Coral, convert "
+                    "with --test-time flip (the appliance mirrors; every pass can run on the TPU)")
     compile_for_edgetpu([p for p in (args.detector or _manifest_detector(args.manifest),
                                      args.out) if p], args.out.parent)
     return 0
