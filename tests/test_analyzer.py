@@ -167,3 +167,19 @@ def test_the_pipeline_follows_the_manifest_unless_told_otherwise(tmp_path, model
     assert VisionPipeline(flip_dir).analyzer.flip
     assert not VisionPipeline(flip_dir, analyzer_flip=False).analyzer.flip
     assert VisionPipeline(models_dir, analyzer_flip=True).analyzer.flip
+
+
+def test_the_shipped_models_fit_the_budget_and_load_as_the_manifest_says():
+    """The issue's budget: detector + analyzer under 1.5 MB, and the manifest's files are the
+    ones on disk (sha256), with a test_time this runtime knows."""
+    from device.manifest import load_manifest, model_path
+    from models import MODELS_DIR
+
+    manifest = load_manifest(MODELS_DIR)
+    files = [model_path(MODELS_DIR, manifest[k]) for k in ("detector", "analyzer")]
+    assert sum(f.stat().st_size for f in files) < 1_500_000
+    analyzer = Analyzer(MODELS_DIR)
+    assert analyzer.test_time == manifest["analyzer"].get("test_time", "none")
+    face = np.full((64, 64), 128, np.uint8)
+    out = analyzer.analyze([face])[0]
+    assert 0 <= out.age <= 100 and abs(sum(out.emotions.values()) - 1) < 0.05
