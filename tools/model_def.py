@@ -142,6 +142,13 @@ def expected_years(probs):
     return out
 
 
+def check_branch_input(model: keras.Model, size: int) -> None:
+    """ValueError unless an emotion branch reads the analyzer's ``size`` x ``size`` gray face."""
+    if tuple(model.input_shape[1:]) != (size, size, 1):
+        raise ValueError(f"emotion branch {model.name}: input {model.input_shape[1:]}, the "
+                         f"analyzer's is {(size, size, 1)}")
+
+
 def deploy_model(exported: keras.Model, branch=None, mirror: bool = False) -> keras.Model:
     """The shipped graph around an exported model (``export_model``): optionally mirror
     averaging inside the model and a second emotion classifier averaged into ``emotion``.
@@ -182,9 +189,7 @@ def deploy_model(exported: keras.Model, branch=None, mirror: bool = False) -> ke
         outs = {k: layers.Identity(name=f"{k}_ours")(raw[k]) for k in ("age", "gender", "emotion")}
     if branch is not None:
         model, output, scale = branch
-        if tuple(model.input_shape[1:]) != (size, size, 1):
-            raise ValueError(f"emotion branch {model.name}: input {model.input_shape[1:]}, the "
-                             f"analyzer's is {(size, size, 1)}")
+        check_branch_input(model, size)
         x = layers.Rescaling(2.0, -1.0, name="branch_scale")(inp) if scale == "fer" else inp
         b = model(x)
         b = b[output] if output else (b[0] if isinstance(b, (list, tuple)) else b)

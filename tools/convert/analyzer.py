@@ -78,14 +78,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write the float/int8 comparison as JSON")
 
 
-def choose_heads(metrics: dict, age: str, emotion: str) -> tuple[str, str]:
-    """Resolve ``auto`` head choices from float validation metrics of the training heads."""
+def choose_heads(metrics: dict, age: str, emotion: str,
+                 emotion_metrics: dict | None = None) -> tuple[str, str]:
+    """Resolve ``auto`` head choices from float validation metrics of the training heads;
+    ``emotion_metrics`` (each head averaged with an emotion branch) decide the emotion head
+    instead when given."""
     if age == "auto":
         dist, reg = metrics.get("utk_age_mae", 99), metrics.get("utk_age_reg_mae", 99)
         age = "age" if dist <= reg else "age_reg"
     if emotion == "auto":
         def worst_margin(h):  # one output has to do well on both label sets, not on average
-            return min(metrics.get(f"fer_{h}_{k}", 0) - ref
+            return min((emotion_metrics or metrics).get(f"fer_{h}_{k}", 0) - ref
                        for k, ref in EMOTION_REFERENCE.items())
         emotion = max(("emotion", "emotion_orig", "emotion_mix"), key=worst_margin)
     return age, emotion
@@ -115,31 +118,22 @@ def calibration_faces(data: dict, count: int, seed: int) -> np.ndarray:
 
 
 def name_outputs(tflite: bytes) -> bytes:
-    """Give each output tensor its signature key (``age``, ``gender``, ``emotion``) as its name.
+    """Give each input and output tensor its signature key (``age``, ``gender``, ``emotion``) as
+    its name, and blank the names of all other tensors.
 
     The converter names outputs ``StatefulPartitionedCall:N``; the appliance finds heads by name.
+    Inner names are long graph paths, about 3 % of the file, and nothing reads them.
     """
     from tensorflow.lite.tools import flatbuffer_utils as fb
 
     model = fb.convert_bytearray_to_object(bytearray(tflite))
     sig = model.signatureDefs[0]
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            tensor.name = b""
     tensors = model.subgraphs[sig.subgraphIndex].tensors
     for item in list(sig.outputs) + list(sig.inputs):
         tensors[item.tensorIndex].name = item.name
-    return bytes(fb.convert_object_to_bytearray(model))
-
-
-def strip_tensor_names(tflite: bytes) -> bytes:
-    """Blank the names of every tensor but the inputs and outputs (the appliance finds heads by
-    output name; inner names are long graph paths, about 3 % of the file)."""
-    from tensorflow.lite.tools import flatbuffer_utils as fb
-
-    model = fb.convert_bytearray_to_object(bytearray(tflite))
-    for graph in model.subgraphs:
-        keep = set(int(i) for i in graph.inputs) | set(int(i) for i in graph.outputs)
-        for i, tensor in enumerate(graph.tensors):
-            if i not in keep:
-                tensor.name = b""
     return bytes(fb.convert_object_to_bytearray(model))
 
 
@@ -159,7 +153,7 @@ def to_int8(model, calib: np.ndarray, input_type: str = "uint8") -> bytes:
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     conv.inference_input_type = {"uint8": tf.uint8, "int8": tf.int8}[input_type]
     conv.inference_output_type = tf.int8
-    return strip_tensor_names(name_outputs(conv.convert()))
+    return name_outputs(conv.convert())
 
 
 def tflite_outputs(path: Path, x_uint8: np.ndarray, entry: dict) -> dict[str, np.ndarray]:
@@ -212,7 +206,7 @@ def run(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
 
-    from tools.model_def import deploy_model, export_model
+    from tools.model_def import check_branch_input, deploy_model, export_model
     from tools.prepare import load_cache
     from tools.training import losses  # noqa: F401  registers the custom losses
     from tools.training.teacher import load_teacher
@@ -227,9 +221,8 @@ def run(args) -> int:
     ours_mirrored = test_time != "none"  # our trunk sees both views (by the appliance or graph)
     try:
         branch = load_teacher(args.emotion_branch) if args.emotion_branch else None
-        if branch:
-            deploy_model(export_model(trained) if names != set(HEADS_OUT) else trained,
-                         branch=branch.members[0])  # refuses another size or label set early
+        if branch:  # refused here, before anything is predicted or converted
+            check_branch_input(branch.members[0][0], int(trained.input_shape[1]))
     except (OSError, ValueError) as exc:
         print(f"kiosk-convert analyzer: --emotion-branch {args.emotion_branch}: {exc}")
         return 2
@@ -242,9 +235,8 @@ def run(args) -> int:
         train_metrics = report(head_predictions(outputs), data, val)
         if branch:
             mixed = branch_metrics(outputs, branch_probs, data, val)
-    age, emotion = choose_heads(train_metrics, args.age_head, "emotion")
-    if names != set(HEADS_OUT):
-        _, emotion = choose_heads(mixed or train_metrics, "age", args.emotion_head)
+    age, emotion = choose_heads(train_metrics, args.age_head, args.emotion_head,
+                                emotion_metrics=mixed or None)
     if train_metrics:
         log.info("training heads on validation: %s", json.dumps(train_metrics))
     if mixed:
