@@ -35,6 +35,20 @@ def _add_run(sub) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop cleanly after N frames")
 
 
+def _add_doctor(sub) -> None:
+    from device.doctor import HELP
+
+    p = sub.add_parser("doctor", help="check an installation: camera, display, models, broker...",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", metavar="FILE", help="TOML configuration (see deploy/kiosk.toml)")
+    p.add_argument("--source", help="auto | picamera | camera:N | demo | video, image or folder")
+    p.add_argument("--display", metavar="SINK", help="png:PATH | fb:/dev/fbN | drm | none")
+    p.add_argument("--mqtt", metavar="HOST:PORT", help="MQTT broker (overrides [mqtt] host/port)")
+    p.add_argument("--device-id", help="device id used in topics")
+    p.add_argument("--state-dir", metavar="DIR", help="where the spool, seq and model slots live")
+    p.add_argument("--json", action="store_true", help="JSON lines (one per check), not a table")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiosk", description=__doc__)
     parser.add_argument("--version", action="version", version=f"audience-kiosk {__version__}")
@@ -42,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_analyze(sub)
     _add_run(sub)
+    _add_doctor(sub)
     p = sub.add_parser("check-config", help="validate a TOML configuration and print it")
     p.add_argument("file", metavar="FILE")
     return parser
@@ -61,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             from device.app import run_main
 
             return run_main(args)
+        if args.command == "doctor":
+            from device.doctor import doctor_main
+
+            return doctor_main(args)
         if args.command == "check-config":
             from device.config import check_config_main
 

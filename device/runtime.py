@@ -202,3 +202,26 @@ class TFLiteModel:
                 return spec
         names = [self.signature_names.get(s.index, s.name) for s in self.outputs]
         raise ModelError(f"{self.path.name}: no output named like {name_part!r} (has {names})")
+
+
+def edgetpu_status(load_delegate=None) -> tuple[bool, str]:
+    """Whether the Edge TPU delegate loads on this machine, and why not when it does not.
+
+    Args:
+        load_delegate: the runtime's ``load_delegate`` (a seam for tests; None: the installed
+            runtime's).
+    Returns:
+        (True, what loaded) or (False, the reason), e.g. ``did not load: libedgetpu.so.1:
+        cannot open shared object file``. Nothing is logged.
+    """
+    lib = EDGETPU_LIB.get(platform.system(), "libedgetpu.so.1")
+    try:
+        if load_delegate is None:
+            load_delegate = _interpreter_api()[1]
+        load_delegate(lib)  # dropped at once: this only asks whether it loads
+    except ModelError as exc:  # no TFLite runtime at all
+        return False, str(exc)
+    except (ValueError, OSError, RuntimeError) as exc:
+        reason = str(exc) if lib in str(exc) else f"{lib}: {exc}"
+        return False, f"did not load: {reason}"
+    return True, f"{lib} loaded"
