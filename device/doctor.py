@@ -13,7 +13,8 @@ Which parts must pass (also printed by ``kiosk doctor --help``)::
       camera       the configured source opens and delivers frames (size and rate shown);
                    'auto' that finds no camera fails (it would run the demo clip), an
                    explicit file or 'demo' passes
-      display      unless [display] sink = none: it opens and shows one test card
+      display      unless [display] sink = none: it opens and shows one test card ('auto'
+                   that finds no screen is only a warning)
       models       the models the appliance would start with load and pass their self-test
       broker       when [mqtt] host is set: it connects with the configured credentials and
                    TLS, and one QoS 1 message to <prefix>doctor (not retained) is
@@ -65,6 +66,15 @@ def _open_source(spec, loop, pace, preview=None):
     return open_source(spec, loop=loop, pace=pace)
 
 
+def preview_for(display_cfg) -> str | None:
+    """The preview the Pi camera must start for the configured display (``device.wiring``'s)."""
+    from device import wiring
+
+    if hasattr(wiring, "preview_for"):
+        return wiring.preview_for(display_cfg)
+    return "drm" if display_cfg.sink == "drm" else None
+
+
 def open_display(display_cfg, source):
     """The appliance's display for ``[display]``, given the open source; raises DisplayError.
 
@@ -101,8 +111,8 @@ class Seams:
     """Everything the doctor reaches outside itself; None picks the real one.
 
     Attributes:
-        open_source: ``(spec, loop, pace, preview) -> FrameSource``; preview is ``"drm"`` for
-            a drm display, else None.
+        open_source: ``(spec, loop, pace, preview) -> FrameSource``; preview is ``"drm"`` when
+            the display draws over the Pi camera's preview (:func:`preview_for`), else None.
         open_display: ``(display_cfg, source) -> DisplaySink``, raising DisplayError.
         make_pipeline: ``(models_cfg, folder) -> pipeline`` with ``self_test()`` and
             ``model_version``.
@@ -146,9 +156,8 @@ def _camera_and_display(cfg, s: Seams) -> list[Check]:
     source = None
     try:
         try:
-            preview = "drm" if cfg.display.sink == "drm" else None
             row, source = check_camera(cfg.source, s.open_source or _open_source, s.clock,
-                                       preview=preview)
+                                       preview=preview_for(cfg.display))
         except Exception as exc:  # as _guarded, but a source that opened must still be closed
             row = Check("camera", FAIL, f"unexpected error: {type(exc).__name__}: {exc}", True)
         return [row, _guarded("display", cfg.display.sink != "none", check_display, cfg.display,

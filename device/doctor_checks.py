@@ -128,6 +128,8 @@ def make_test_card(size: tuple[int, int] = (640, 360)):
 def check_display(display_cfg, source, open_display):
     """Open the configured sink (with the open source), show one test card, close it.
 
+    ``none`` is skipped; ``auto`` that finds no screen is a warning (the kiosk runs without one).
+
     Args:
         display_cfg: the ``[display]`` section.
         source: the source the camera check opened (None when it did not open).
@@ -143,14 +145,20 @@ def check_display(display_cfg, source, open_display):
         sink = open_display(display_cfg, source)
     except (DisplayError, OSError, ValueError) as exc:
         return Check("display", FAIL, f"{spec}: {exc}", True)
+    kind = getattr(sink, "type_key", spec)
+    if spec == "auto" and kind == "none":
+        sink.close()
+        return Check("display", WARN, "auto found no screen (no Pi camera preview, no "
+                     "framebuffer): the kiosk will run without one", False)
+    name = f"auto ({kind})" if spec == "auto" else spec
     try:
         card = make_test_card()
         sink.show(card)
     except (DisplayError, OSError, ValueError) as exc:
-        return Check("display", FAIL, f"{spec}: opened, but showing a frame failed: {exc}", True)
+        return Check("display", FAIL, f"{name}: opened, but showing a frame failed: {exc}", True)
     finally:
         sink.close()
-    return Check("display", OK, f"{spec}: showed a {card.shape[1]}x{card.shape[0]} test card",
+    return Check("display", OK, f"{name}: showed a {card.shape[1]}x{card.shape[0]} test card",
                  True)
 
 

@@ -255,29 +255,29 @@ def test_real_video_file_source(tmp_path):
 
 
 # -- display ---------------------------------------------------------------------------------------
-def test_display_gets_the_open_source_and_shows_one_test_card(tmp_path):
+def test_drm_display_gets_the_open_pi_camera_and_shows_one_test_card(tmp_path):
     clock = FakeClock()
-    cap = TickingCapture(clock)
+    cam = StandInPicamera2(clock)
     sink, seen = RecordingSink(), {}
 
     def open_display(display_cfg, source):
-        seen["sink"], seen["source_open"] = display_cfg.sink, not cap.released
+        seen["sink"], seen["source_open"] = display_cfg.sink, not cam.closed
         seen["source"] = source
         return sink
 
     def open_source(spec, loop, pace, preview):
         seen["preview"] = preview  # the Pi camera must start the DRM preview before it starts
-        return OpenCVCameraSource(0, capture_factory=cap)
+        return PiCameraSource(picamera2_factory=cam)
 
-    rows = run_checks(lambda: cfg_for(tmp_path, **{"source.spec": "camera:0",
+    rows = run_checks(lambda: cfg_for(tmp_path, **{"source.spec": "picamera",
                                                    "display.sink": "drm"}),
                       seams(clock, open_source=open_source, open_display=open_display))
     display = rows_by_name(rows)["display"]
     assert display.status == OK and display.required
     assert seen["preview"] == "drm"
     assert seen["sink"] == "drm" and seen["source_open"]
-    assert isinstance(seen["source"], OpenCVCameraSource)
-    assert len(sink.shown) == 1 and sink.closed and cap.released
+    assert isinstance(seen["source"], PiCameraSource)
+    assert len(sink.shown) == 1 and sink.closed and cam.closed
 
 
 def test_png_display_gets_the_test_card_and_no_camera_image(tmp_path):
@@ -298,11 +298,30 @@ def test_display_that_cannot_open_or_show_fails_and_is_closed(tmp_path):
 
 
 def test_drm_display_without_a_camera_fails_and_none_is_skipped(tmp_path):
-    drm = cfg_for(tmp_path, **{"display.sink": "drm"}).display
+    from types import SimpleNamespace
+
+    drm = SimpleNamespace(sink="drm", png_every=1)
     row = check_display(drm, None, lambda d, s: pytest.fail("must not open"))
     assert row.failed and "camera did not open" in row.detail
     row = check_display(cfg_for(tmp_path).display, None, lambda d, s: pytest.fail("no"))
     assert (row.status, row.required) == (SKIP, False)
+
+
+def test_auto_display_passes_with_the_screen_it_finds_and_warns_without_one():
+    from types import SimpleNamespace
+
+    from device.display import NullSink
+
+    auto = SimpleNamespace(sink="auto", png_every=1)
+    screen = RecordingSink()
+    screen.type_key = "fb"
+    row = check_display(auto, None, lambda d, s: screen)
+    assert (row.status, row.required) == (OK, True) and row.detail.startswith("auto (fb): showed")
+    assert len(screen.shown) == 1 and screen.closed
+    nothing = NullSink()
+    row = check_display(auto, None, lambda d, s: nothing)
+    assert (row.status, row.required) == (WARN, False) and "no screen" in row.detail
+    assert nothing.closed and nothing.frames == 0
 
 
 def test_default_display_opener_uses_the_wiring_when_it_has_open_display(tmp_path, monkeypatch):
@@ -311,9 +330,9 @@ def test_default_display_opener_uses_the_wiring_when_it_has_open_display(tmp_pat
     calls = []
     monkeypatch.setattr(wiring, "open_display", lambda d, s: calls.append((d, s)) or "sink",
                         raising=False)
-    cfg, source = cfg_for(tmp_path, **{"display.sink": "drm"}), object()
-    assert doctor.open_display(cfg.display, source) == "sink"
-    assert calls == [(cfg.display, source)]
+    display, source = cfg_for(tmp_path, **{"display.sink": "png:x.png"}).display, object()
+    assert doctor.open_display(display, source) == "sink"
+    assert calls == [(display, source)]
 
 
 # -- accelerator -----------------------------------------------------------------------------------
