@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from device.errors import ConfigError
+from device.models import MODELS_DIR
 from device.strict import StrictLoader
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -251,8 +252,7 @@ def finish(cfg: Config) -> Config:
     spool = replace(cfg.spool, path=cfg.spool.path or str(state / "spool.db"))
     snapshots = cfg.privacy.snapshot_dir or str(state / "snapshots")
     privacy = replace(cfg.privacy, snapshot_dir=snapshots)
-    models = replace(cfg.models, dir=cfg.models.dir or str(Path(__file__).resolve().parents[1]
-                                                           / "models"))
+    models = replace(cfg.models, dir=cfg.models.dir or str(MODELS_DIR))
     return replace(cfg, device=device, mqtt=mqtt, spool=spool, privacy=privacy, models=models)
 
 

@@ -15,7 +15,7 @@ from device.detector import DEFAULT_VARIANT, FaceDetector, default_detector_path
 from device.errors import ModelError, NoAttributeModel
 from device.manifest import load_manifest, model_path
 from device.types import Detection, FaceAttributes, Frame
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 
 log = logging.getLogger(__name__)
 

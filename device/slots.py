@@ -22,7 +22,7 @@ from pathlib import Path
 
 from device.errors import ModelError
 from device.manifest import load_manifest, model_path, sha256_file
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from device.manifest import sha256_file
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 from provisioning import keys
 from provisioning.build import build_bundle
 

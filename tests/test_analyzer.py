@@ -173,7 +173,7 @@ def test_the_shipped_models_fit_the_budget_and_load_as_the_manifest_says():
     """The issue's budget: detector + analyzer under 1.5 MB, and the manifest's files are the
     ones on disk (sha256), with a test_time this runtime knows."""
     from device.manifest import load_manifest, model_path
-    from models import MODELS_DIR
+    from device.models import MODELS_DIR
 
     manifest = load_manifest(MODELS_DIR)
     files = [model_path(MODELS_DIR, manifest[k]) for k in ("detector", "analyzer")]

@@ -260,8 +260,10 @@ def test_sample_image_face_counts(samples, detector, name, count, tiles):
 
 
 def test_stage_clip_finds_performer_pianist_and_audience(samples, detector):
-    frames = read_frames(samples / "stage_and_audience.mp4", {0, 240})
-    stage = detector.detect(frames[0])
+    # frame 8: in the clip's first, darkest frames the pianist scores within a few hundredths of
+    # the threshold, so whether frames 0-3 find it depends on the video decoder's rounding
+    frames = read_frames(samples / "stage_and_audience.mp4", {8, 240})
+    stage = detector.detect(frames[8])
     centres = sorted((d.box[0] + d.box[2]) / 2 for d in stage)
     # the performer (right, x ~ 540) and the pianist (far left, x ~ 60)
     assert len(stage) == 2 and centres[0] < 120 and centres[1] > 480, centres

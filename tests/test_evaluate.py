@@ -23,9 +23,9 @@ def _write(path, img):
 
 
 def _portrait():
-    from skimage import data
+    from device.models import PORTRAIT
 
-    return cv2.resize(cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR), (200, 200))
+    return cv2.resize(cv2.imread(str(PORTRAIT)), (200, 200))
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ import numpy as np
 
 from device.manifest import DEFAULT_AGE_GROUPS, sha256_file
 from device.types import EMOTIONS
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 
 
 def build_tiny_multihead(out: Path, age_kind: str = "distribution", size: int = 64) -> Path:

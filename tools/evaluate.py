@@ -25,7 +25,7 @@ import logging
 import sys
 from pathlib import Path
 
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 
 DEFAULT_BASELINE_CACHE = Path("/work/cache/faces.npz")
 

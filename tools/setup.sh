@@ -1,7 +1,10 @@
 # Sourced by tools/run.sh and tools/test.sh: make .venv with the project installed, once.
-# Usage: source tools/setup.sh EXTRAS [debian-packages...]
-# Idempotent: pip runs again only when pyproject.toml or the extras change.
-extras="$1"; shift || true
+# Usage: source tools/setup.sh REQUIREMENTS [debian-packages...]
+#   REQUIREMENTS: a pinned file made by tools/lock.sh (deploy/requirements-device.txt for the
+#   appliance, tools/requirements-dev.txt for the tests and offline tools); the checkout itself is
+#   then installed in editable mode without further dependencies.
+# Idempotent: pip runs again only when pyproject.toml or the requirements file change.
+reqs="$1"; shift || true
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 apt_install() {
   local missing=()
@@ -25,14 +28,15 @@ if [ ! -x .venv/bin/python ]; then
   echo "setup: creating .venv" >&2
   "$PY" -m venv .venv
 fi
-stamp=".venv/.installed-$(cat pyproject.toml | sha256sum | cut -c1-16)-${extras//,/_}"
+stamp=".venv/.installed-$(cat pyproject.toml "$reqs" | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
-  echo "setup: installing audience-kiosk[$extras] into .venv (first run takes a few minutes)" >&2
+  echo "setup: installing $reqs and audience-kiosk into .venv (first run takes a few minutes)" >&2
   log=.venv/pip-install.log
   if ! { .venv/bin/python -m pip install --upgrade pip \
-         && .venv/bin/python -m pip install -e ".[$extras]"; } >"$log" 2>&1; then
+         && .venv/bin/python -m pip install --require-hashes -r "$reqs" \
+         && .venv/bin/python -m pip install --no-deps -e .; } >"$log" 2>&1; then
     tail -n 30 "$log" >&2; echo "setup: pip install failed (full log: $log)" >&2; return 1
   fi
-  rm -f .venv/.installed-*; touch "$stamp"
+  touch "$stamp"
 fi
 export PATH="$PWD/.venv/bin:$PATH"

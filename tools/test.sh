@@ -3,5 +3,5 @@
 # Extra arguments go to pytest (e.g. -k mqtt, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tools/setup.sh dev,train,demo mosquitto
+source tools/setup.sh tools/requirements-dev.txt mosquitto systemd
 exec .venv/bin/python -m pytest "$@"

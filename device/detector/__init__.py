@@ -9,7 +9,7 @@ from pathlib import Path
 
 from device.detector.face_detector import FaceDetector
 from device.detector.variants import DEFAULT_VARIANT, DETECTOR_VARIANTS, DetectorVariant
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 
 __all__ = ["FaceDetector", "DETECTOR_VARIANTS", "DEFAULT_VARIANT", "DetectorVariant",
            "default_detector_path", "float_detector_path"]

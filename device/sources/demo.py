@@ -1,7 +1,7 @@
 """The demo input every install has: a public-domain portrait panned and zoomed into a short clip.
 
-``skimage.data.astronaut()`` (NASA, public domain) ships inside scikit-image (the ``demo`` extra).
-The clip is computed frame by frame (nothing is stored): the camera pans in from the side, the face
+The portrait (NASA, public domain; scikit-image's ``data.astronaut()``) ships with the models as
+``device/models/selftest/astronaut.jpg``, so the demo needs nothing beyond the wheel. The clip is computed frame by frame (nothing is stored): the camera pans in from the side, the face
 comes closer as if someone walked up to the kiosk, lingers, then leaves the frame again.
 """
 
@@ -11,17 +11,18 @@ import cv2
 import numpy as np
 
 from device.errors import SourceError
+from device.models import PORTRAIT
 from device.sources.base import FrameSource, Pacer
 from device.types import Frame
 
 
 def load_portrait() -> np.ndarray:
-    """The astronaut portrait as BGR uint8."""
-    try:
-        from skimage import data
-    except ImportError as exc:
-        raise SourceError("the demo input needs scikit-image: pip install 'audience-kiosk[demo]'") from exc
-    return cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR)
+    """The astronaut portrait as BGR uint8 (512 x 512)."""
+    image = cv2.imread(str(PORTRAIT), cv2.IMREAD_COLOR)
+    if image is None:
+        raise SourceError(f"the demo portrait {PORTRAIT} is missing or unreadable "
+                          "(reinstall audience-kiosk)")
+    return image
 
 
 def camera_path(t: float, duration: float) -> tuple[float, float, float]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 
 
 def time_analyzer(models_dir: Path, runs: int = 500, warmup: int = 20,
