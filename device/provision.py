@@ -25,7 +25,7 @@ from typing import Callable
 import device
 from device.errors import BundleError
 from device.slots import MODELS_SUBDIR, SlotStore
-from models import MODELS_DIR
+from device.models import MODELS_DIR
 from provisioning import kat, keys
 from provisioning.bundle import Bundle, read_bundle, version_key
 
@@ -170,26 +170,40 @@ class Provisioner:
         """
         with self._lock:
             self._sha = hashlib.sha256(data).hexdigest()
-            if self._watch is not None:
-                return self._send("result", result(None, "rejected", "busy: models "
-                                  f"{self._watch['version']} are still on trial"))
-            self.store.ensure()
-            try:
+            try:  # every check runs before anything is written: a refusal changes nothing
                 bundle = self._accept(data, self.allow_downgrade if allow_downgrade is None
                                       else allow_downgrade)
             except BundleError as exc:
-                self.store.clear_journal()
                 return self._send("result", result(None, "rejected", str(exc)))
+            busy = self._busy()
+            if busy:
+                return self._send("result", result(bundle.version, "rejected", busy))
             try:
+                self.store.ensure()
+                self._journal("received")
+                _crash_point("received")
                 return self._install(bundle, offline)
             except OSError as exc:  # disk full, read-only card: nothing was switched yet
                 self.store.undo(self.store.read_journal() or {})
                 return self._send("result", result(bundle.version, "rejected",
                                                    f"could not install: {exc}"))
 
+    def _busy(self) -> str | None:
+        """Why no bundle can be taken now: models on trial here, or installed onto the card and
+        waiting for their trial at the next boot (their journal is their only way back)."""
+        if self._watch is not None:
+            return f"busy: models {self._watch['version']} are still on trial"
+        pending = self.store.read_journal()
+        if pending is None:
+            return None
+        if pending.get("trial_on_boot"):
+            return (f"busy: models {pending.get('version')} were installed and wait for their "
+                    "trial at the device's next boot")
+        return (f"busy: an installation of models {pending.get('version')} was interrupted at "
+                f"step {pending.get('step')!r}; the device's next boot undoes it")
+
     def _accept(self, data: bytes, allow_downgrade: bool) -> Bundle:
-        self._journal("received")
-        _crash_point("received")
+        """Check a bundle against keys and versions, in memory only (BundleError when refused)."""
         bundle = read_bundle(data, self.trusted)
         need = str(bundle.manifest.get("min_app_version", "0"))
         if version_key(need) > version_key(self.app_version):

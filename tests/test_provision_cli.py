@@ -157,6 +157,46 @@ def test_flash_target_card(tmp_path, bundles, signing_key, capsys):
     assert "untrusted key" in capsys.readouterr().out
 
 
+def card_state(card: Path) -> dict:
+    """Every file's bytes and every link's target under a card's state folder."""
+    return {str(p.relative_to(card)): os.readlink(p) if p.is_symlink() else p.read_bytes()
+            for p in sorted(card.rglob("*")) if p.is_symlink() or p.is_file()}
+
+
+@pytest.mark.slow
+def test_card_flashing_keeps_the_trial_and_a_refused_flash_changes_nothing(
+        tmp_path, bundles, signing_key, capsys):
+    """A state folder made by the appliance; a good flash waits for its trial at the next boot,
+    and neither a damaged bundle nor a second good one may take that trial away."""
+    card = tmp_path / "card"
+    run = subprocess.run([sys.executable, "-m", "device.cli", "run", "--source", "demo",
+                          "--no-mqtt", "--state-dir", str(card), "--max-frames", "2"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    pub = str(signing_key[1])
+    good, damaged, newer = (tmp_path / n for n in ("v2.kbundle", "bad.kbundle", "v3.kbundle"))
+    good.write_bytes(bundles["v2"])
+    newer.write_bytes(bundles["v3"])
+    data = bytearray(bundles["v2"])
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    assert main(["flash", str(good), "--target", str(card), "--pubkey", pub]) == 0
+    pending = card_state(card)
+    assert json.loads(pending["models/provision.json"])["trial_on_boot"] is True
+    capsys.readouterr()
+    for bundle, why in ((damaged, "damaged"), (newer, "wait for their trial at the device's "
+                         "next boot"), (good, "not newer than the installed 2.0.0")):
+        assert main(["flash", str(bundle), "--target", str(card), "--pubkey", pub]) == 1
+        out = capsys.readouterr().out
+        assert "rejected" in out and why in out, out
+        assert card_state(card) == pending, bundle.name  # not one byte changed
+    # a refused flash onto an empty card leaves it empty
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["flash", str(damaged), "--target", str(empty), "--pubkey", pub]) == 1
+    assert list(empty.iterdir()) == []
+
+
 @pytest.mark.slow
 def test_flash_all_applies_and_the_appliance_keeps_publishing(
         tmp_path, appliance, watch, mosquitto, bundles, capsys):
