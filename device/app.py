@@ -26,7 +26,9 @@ from device.errors import ConfigError, ModelError
 from device.mqtt import Publisher, Topics, audience_message, discovery_messages, make_communicator
 from device.mqtt.publisher import dumps
 from device.spool import Spool, SpoolError
-from device.wiring import StatusBoard, make_leds, make_sink, overrides_from_args
+from device.health import Health
+from device.notify import Notifier
+from device.wiring import StatusBoard, make_leds, open_display, overrides_from_args
 from device.worker import DisplayWorker
 
 log = logging.getLogger(__name__)
@@ -45,23 +47,28 @@ class App:
         comm, leds, sink: MQTT communicator, LEDs and display sink; None builds them from ``cfg``.
         max_frames, duration_s: stop cleanly after this many frames / seconds.
         reload: ``() -> Config`` re-reading the configuration for ``reload-config``.
+        notifier: tells systemd about start-up, status and liveness (``device.notify``).
     """
 
     def __init__(self, cfg, pipeline=None, open_source=None, comm=None, leds=None, sink=None,
-                 max_frames: int | None = None, duration_s: float | None = None, reload=None):
+                 max_frames: int | None = None, duration_s: float | None = None, reload=None,
+                 notifier: Notifier | None = None):
         self.cfg, self.max_frames, self.duration_s = cfg, max_frames, duration_s
+        self.notifier = notifier if notifier is not None else Notifier()
         self._pipeline, self._open_source, self._reload_fn = pipeline, open_source, reload
         self.stop_event = threading.Event()
         self.reload_requested = False
         self.board = StatusBoard(cfg)
         self.leds = leds if leds is not None else make_leds(cfg.leds)
+        self.health = Health(self.leds)
         self.topics = Topics(cfg.mqtt.prefix)
         self.spool = Spool(cfg.spool.path, cfg.spool.max_age_s)
         self.comm = comm if comm is not None else make_communicator(cfg.mqtt)
         self.publisher = Publisher(
             self.comm, self.spool, self.topics, status=self.board.snapshot,
             ha_status_topic=f"{cfg.mqtt.discovery_prefix}/status" if cfg.mqtt.discovery else None,
-            handlers={"reload-config": self._reload}, qos=cfg.mqtt.qos, status_s=cfg.mqtt.status_s)
+            handlers={"reload-config": self._reload}, qos=cfg.mqtt.qos, status_s=cfg.mqtt.status_s,
+            on_link=self._broker_link if cfg.mqtt.host else None)
         self._sink = sink
         self.display: DisplayWorker | None = None
         self.frames = 0
@@ -74,6 +81,15 @@ class App:
         self.reload_requested = True
         self.stop_event.set()
         return {"valid": True, "changed": changed, "restarting": True}
+
+    def _broker_link(self, connected: bool) -> None:
+        self.health.update(broker_ok=connected)
+
+    def _display_state(self, state: str, kind: str, reason: str | None) -> None:
+        """The screen opened, went missing or is off (called on the display thread)."""
+        self.board.set(display=kind, display_state=state, display_error=reason)
+        self.health.update(screen_ok=None if state == "off" else state == "ok")
+        self.publisher.status_changed()
 
     # -- setup ---------------------------------------------------------------------------------
     def _load_models(self):
@@ -109,14 +125,18 @@ class App:
             min_gender_prob=a.min_gender_prob, min_emotion_prob=a.min_emotion_prob, **groups)
 
     def _start_display(self) -> None:
+        """The display thread; its screen opens over the source once that runs."""
         d, p = self.cfg.display, self.cfg.privacy
-        sink = self._sink if self._sink is not None else make_sink(d)
-        if getattr(sink, "type_key", "none") == "none" and not p.debug_snapshots:
-            sink.close()
+        if self._sink is None and d.sink == "none" and not p.debug_snapshots:
             return  # nothing to show: do not spend CPU on drawing
         from device.display import render
+        from device.screen import Screen
 
-        self.display = DisplayWorker(sink, render, blur_faces=d.blur_faces, max_fps=d.max_fps,
+        injected = self._sink
+        opener = (lambda source: injected) if injected is not None else \
+            (lambda source: open_display(d, source))
+        screen = Screen(opener, on_state=self._display_state, name=d.sink)
+        self.display = DisplayWorker(screen, render, blur_faces=d.blur_faces, max_fps=d.max_fps,
                                      max_width=d.max_width,
                                      snapshot_dir=p.snapshot_dir if p.debug_snapshots else None)
         self.display.start()
@@ -139,20 +159,26 @@ class App:
         self._start_display()
         self.open_window()
         self.board.set(state="running")
-        try:
-            from device.vision_loop import VisionLoop
+        self.notifier.ready(f"models {self.board.get('model_version')} passed their self-test; "
+                            f"opening {self.cfg.source.spec}")
+        from device.vision_loop import VisionLoop
 
-            VisionLoop(self, pipeline).run()
+        loop = VisionLoop(self, pipeline)
+        try:
+            loop.run()
         finally:
-            self._shutdown(close_window=True)
+            self._shutdown(close_window=True, source=loop)
         return EXIT_OK
 
-    def _shutdown(self, close_window: bool) -> None:
+    def _shutdown(self, close_window: bool, source=None) -> None:
         self.board.set(state="stopping")
+        self.notifier.stopping()
         if close_window:
             self.close_window(final=True)
         if self.display is not None:
             self.display.stop()
+        if source is not None:  # after the screen: the DRM view draws over the camera
+            source.close()
         self.publisher.stop(flush_timeout=5.0)
         self.spool.close()
         self.leds.close()
@@ -222,5 +248,6 @@ def run_main(args) -> int:
     code = app.run()
     if app.reload_requested:
         log.info("reload-config: restarting with the new configuration")
+        app.notifier.send("RELOADING=1", "STATUS=restarting with the new configuration")
         os.execv(sys.executable, [sys.executable, "-m", "device.cli", *sys.argv[1:]])
     return code

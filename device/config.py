@@ -21,6 +21,7 @@ from pathlib import Path
 
 from device.errors import ConfigError
 from device.models import MODELS_DIR
+from device.sources.spec import parse_spec
 from device.strict import StrictLoader
 
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -44,9 +45,15 @@ class DeviceConfig:
     name: str = ""  # shown in Home Assistant; defaults to the id
 
 
+def _source_spec(value: str) -> bool:
+    parse_spec(value)  # ValueError names what is wrong
+    return True
+
+
 @dataclass(frozen=True)
 class SourceConfig:
-    spec: str = "auto"  # auto | picamera | camera:N | demo | a video, image or folder path
+    # auto | picamera[:N] | camera:N | camera:/dev/videoN | demo | a video, image or folder path
+    spec: str = field(default="auto", metadata={"check": _source_spec})
     loop: bool = False
     pace: bool = False
     retry_max_s: float = field(default=30.0, metadata=POSITIVE)  # camera-lost backoff cap
@@ -130,9 +137,11 @@ class SpoolConfig:
 
 @dataclass(frozen=True)
 class DisplayConfig:
+    # auto: the Pi camera's DRM view with the Pi camera, else the framebuffer /dev/fb0 if any
     sink: str = field(default="none", metadata=_check(
-        lambda v: v in ("none", "drm") or v.startswith(("png:", "fb:")),
-        "must be 'none', 'drm', 'png:PATH' or 'fb:/dev/fbN'"))
+        lambda v: v in ("none", "drm", "auto") or (v.startswith(("png:", "fb:")) and len(v) > 4)
+        or v == "fb",
+        "must be 'auto', 'drm', 'fb:/dev/fbN', 'png:PATH' or 'none'"))
     blur_faces: bool = True
     png_every: int = field(default=5, metadata=POSITIVE)  # png sink: write every N-th shown frame
     max_fps: float = field(default=15.0, metadata=POSITIVE)  # screen refreshes per second at most
@@ -229,6 +238,15 @@ def default_device_id() -> str:
     return host[:64].strip("-") or "kiosk"
 
 
+def check_screen(sink: str, spec: str) -> None:
+    """Refuse a screen that the source can never feed (ConfigError naming both keys)."""
+    if sink == "drm" and parse_spec(spec).kind != "picamera":
+        raise ConfigError(
+            f"[display] sink = 'drm' draws over the Pi camera's own preview, so it needs "
+            f"[source] spec = 'picamera' (got [source] spec = {spec!r}); use sink = 'auto' "
+            "(the DRM view when the Pi camera runs, else the framebuffer) or 'fb:/dev/fb0'")
+
+
 def finish(cfg: Config) -> Config:
     """Fill in the values that depend on others (device id, prefix, paths under the state dir)."""
     dev_id = cfg.device.id or default_device_id()
@@ -248,6 +266,7 @@ def finish(cfg: Config) -> Config:
                                                       or cfg.privacy.debug_snapshots):
         raise ConfigError("[display] blur_faces: must stay true for a png: display (it writes "
                           "frames to disk) unless [privacy] debug_snapshots = true")
+    check_screen(cfg.display.sink, cfg.source.spec)
     state = Path(cfg.state.dir)
     spool = replace(cfg.spool, path=cfg.spool.path or str(state / "spool.db"))
     snapshots = cfg.privacy.snapshot_dir or str(state / "snapshots")

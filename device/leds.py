@@ -4,8 +4,9 @@ Built on gpiozero, so every device takes ``pin_factory`` (None: gpiozero's defau
 lazily) and tests drive them with ``gpiozero.pins.mock.MockFactory``. Kiosks without LEDs use
 ``NullLeds``, which has the same methods and does nothing, so callers never branch.
 
-Status LED patterns: starting: slow blink (``blink_s`` on/off); running: solid on; error: fast
-blink (``fast_blink_s`` on/off).
+Status LED patterns: starting: slow blink (``blink_s`` on/off); running: solid on; degraded
+(counting, but the screen or the broker is missing and being retried): on with a short dark gap
+(``degraded_s``); error (camera lost, models broken): fast blink (``fast_blink_s`` on/off).
 
 RGB LED colours (``emotion``), (red, green, blue) in 0..1; None or "unknown": off::
 
@@ -47,6 +48,9 @@ class NullLeds:
     def running(self) -> None:
         pass
 
+    def degraded(self) -> None:
+        pass
+
     def error(self) -> None:
         pass
 
@@ -75,13 +79,15 @@ class StatusLeds(NullLeds):
         rgb_pins: (red, green, blue) GPIOs of an RGB LED (PWM), or None.
         pin_factory: gpiozero pin factory; None: gpiozero's default.
         blink_s, fast_blink_s: on and off times of the starting and error blinks.
+        degraded_s: (on, off) times of the degraded pattern.
     """
 
     def __init__(self, status_pin, presence_pin=None, rgb_pins=None, pin_factory=None,
-                 blink_s: float = 0.5, fast_blink_s: float = 0.1):
+                 blink_s: float = 0.5, fast_blink_s: float = 0.1,
+                 degraded_s: tuple[float, float] = (1.8, 0.2)):
         from gpiozero import LED, RGBLED  # imported here: NullLeds needs no GPIO library
 
-        self.blink_s, self.fast_blink_s = blink_s, fast_blink_s
+        self.blink_s, self.fast_blink_s, self.degraded_s = blink_s, fast_blink_s, degraded_s
         self._devices = []
         try:
             self.status = self._own(LED(status_pin, pin_factory=pin_factory))
@@ -104,6 +110,11 @@ class StatusLeds(NullLeds):
     def running(self) -> None:
         """Solid on while analysis runs."""
         self.status.on()
+
+    def degraded(self) -> None:
+        """On with a short dark gap: counting, but the screen or the broker is missing."""
+        on, off = self.degraded_s
+        self.status.blink(on_time=on, off_time=off)
 
     def error(self) -> None:
         """Fast blink after an error."""

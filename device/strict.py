@@ -67,14 +67,25 @@ class StrictLoader:
                 raise ConfigError(f"{where}: unknown key{extra}")
             f = known[key]
             value = self.convert(value, hints[key], where)
-            check = f.metadata.get("check")
-            if check and value is not None and not check(value):
-                raise ConfigError(f"{where}: {f.metadata['message']} (got {value!r})")
+            self.check(f, value, where)
             if (name, key) in self.path_keys and self.base is not None and value:
                 value = ([str(self.base / v) for v in value] if isinstance(value, list)
                          else str(self.base / value))
             values[key] = value
         return cls(**values)
+
+    @staticmethod
+    def check(f, value, where: str) -> None:
+        """Run a field's ``check``: False gives its ``message``, a ValueError its own words."""
+        check = f.metadata.get("check")
+        if not check or value is None:
+            return
+        try:
+            ok = check(value)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        if not ok:
+            raise ConfigError(f"{where}: {f.metadata['message']} (got {value!r})")
 
     def convert(self, value, tp, where: str):
         """Check ``value`` against the annotation ``tp``; nested tables become dataclasses."""

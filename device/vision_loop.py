@@ -10,7 +10,7 @@ import logging
 import time
 
 from device.errors import SourceError
-from device.wiring import FpsMeter
+from device.wiring import FpsMeter, preview_for, process_age_s
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +35,30 @@ class VisionLoop:
         self._started = time.monotonic()
 
     def run(self) -> None:
+        """Process frames until stopped; the source stays open for :meth:`close`."""
         app = self.app
-        try:
-            while not app.stop_event.is_set() and not self._limits_reached():
-                if self.source is None and not self._open():
-                    continue
-                try:
-                    frame = self.source.read()
-                except SourceError as exc:
-                    self._lost(exc)
-                    continue
-                if frame is None:
-                    log.info("source %s ended", app.cfg.source.spec)
-                    app.board.set(camera="ended")
-                    break
-                self._process(frame)
-                if app.window_due():
-                    app.close_window()
-        finally:
-            if self.source is not None:
-                self.source.close()
+        while not app.stop_event.is_set() and not self._limits_reached():
+            app.notifier.watchdog()
+            if self.source is None and not self._open():
+                continue
+            try:
+                frame = self.source.read()
+            except SourceError as exc:
+                self._lost(exc)
+                continue
+            if frame is None:
+                log.info("source %s ended", app.cfg.source.spec)
+                app.board.set(camera="ended")
+                break
+            self._process(frame)
+            if app.window_due():
+                app.close_window()
+
+    def close(self) -> None:
+        """Close the source (after the screen that may draw over its camera has stopped)."""
+        if self.source is not None:
+            self.source.close()
+            self.source = None
 
     def _limits_reached(self) -> bool:
         if self.app.max_frames is not None and self.app.frames >= self.app.max_frames:
@@ -73,8 +77,10 @@ class VisionLoop:
         opener = app._open_source
         if opener is None:
             from device.sources import open_source as opener
-        try:
-            self.source = opener(cfg.spec, loop=cfg.loop, pace=cfg.pace)
+        preview = preview_for(app.cfg.display)
+        try:  # the camera starts its own preview, when the screen draws over it
+            self.source = opener(cfg.spec, loop=cfg.loop, pace=cfg.pace,
+                                 **({"preview": preview} if preview else {}))
         except SourceError as exc:
             self._lost(exc)
             return False
@@ -82,13 +88,18 @@ class VisionLoop:
             log.info("source %s is back", cfg.spec)
         app.board.set(camera="ok", state="running", error=None)
         app.publisher.status_changed()
-        app.leds.running()
+        app.health.update(camera="ok")
+        app.notifier.status(f"counting from {cfg.spec}")
+        if app.display is not None:
+            app.display.attach(self.source)
         self.backoff = BACKOFF_START_S
         return True
 
     def _lost(self, exc: Exception) -> None:
         app = self.app
         if self.source is not None:
+            if app.display is not None:
+                app.display.attach(None)  # the screen lets go of this camera first
             self.source.close()
             self.source = None
             for summary in app.tracker.flush():  # a new scene when it comes back
@@ -97,7 +108,8 @@ class VisionLoop:
                   self.backoff)
         app.board.set(camera="lost", error=f"source: {exc}", fps=0.0)
         app.publisher.status_changed()
-        app.leds.error()
+        app.health.update(camera="lost")
+        app.notifier.status(f"source {app.cfg.source.spec} unavailable ({exc}); retrying")
         app.leds.presence(False)
         self._presence = False
         self._wait(self.backoff)
@@ -110,6 +122,7 @@ class VisionLoop:
             left = end - time.monotonic()
             if left <= 0:
                 return
+            self.app.notifier.watchdog()
             self.app.stop_event.wait(min(left, 0.25))
             if self.app.window_due():
                 self.app.close_window()
@@ -124,6 +137,10 @@ class VisionLoop:
             app.aggregator.add(summary)
         app.frames += 1
         app.window_frames += 1
+        if app.frames == 1:
+            age = process_age_s()
+            log.info("first frame analysed %s after the process started",
+                     f"{age:.2f} s" if age is not None else "(process start unknown)")
         fps = self.fps.tick()
         if app.frames % 10 == 1:
             app.board.set(fps=round(fps, 2))

@@ -1,14 +1,17 @@
 """Building the appliance's parts from the configuration, and its shared status board.
 
-Each ``make_*`` returns a working object or a null one with a logged warning, so that a kiosk with
-an unplugged screen or no GPIO keeps counting (see ``deploy/INSTALL-pi.md``).
+``make_leds`` returns a working object or a null one with a logged warning, so that a kiosk without
+GPIO keeps counting; the screen is opened over the camera source once it runs (``open_display``)
+and retried by the display thread when it is missing (see ``deploy/INSTALL-pi.md``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from pathlib import Path
 
 from device import __version__
 from device.errors import DisplayError
@@ -27,7 +30,9 @@ class StatusBoard:
                        "model_version": "unknown", "accelerator": "unknown",
                        "analyzer_available": False, "camera": "starting",
                        "source": cfg.source.spec, "fps": 0.0, "window_s": cfg.aggregate.window_s,
-                       "last_seq": None, "display": cfg.display.sink, "error": None}
+                       "last_seq": None, "display": cfg.display.sink,
+                       "display_state": "off" if cfg.display.sink == "none" else "starting",
+                       "display_error": None, "error": None}
 
     def set(self, **values) -> None:
         with self._lock:
@@ -61,6 +66,16 @@ class FpsMeter:
         return self.fps
 
 
+def process_age_s(proc: Path = Path("/proc")) -> float | None:
+    """Seconds since this process started (interpreter start-up included); None off Linux."""
+    try:
+        fields = (proc / "self" / "stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float((proc / "uptime").read_text().split()[0])
+        return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")  # field 22: starttime
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def make_leds(cfg, pin_factory=None):
     """StatusLeds for the ``[leds]`` pins, or NullLeds when none are set or GPIO is unusable."""
     from device.leds import NullLeds, StatusLeds
@@ -76,20 +91,42 @@ def make_leds(cfg, pin_factory=None):
         return NullLeds()
 
 
-def make_sink(cfg):
-    """The display sink; a display that cannot open falls back to ``none`` with a warning.
+FRAMEBUFFER = "/dev/fb0"
 
-    A kiosk whose screen is unplugged should keep counting: the audience data is the product,
-    the screen is a convenience.
+
+def preview_for(display) -> str | None:
+    """The preview a Pi camera must start for the configured screen (before the camera starts).
+
+    ``drm`` and ``auto`` draw over picamera2's DRM preview when the source is the Pi camera.
     """
-    from device.display import NullSink, open_sink
+    return "drm" if display.sink in ("drm", "auto") else None
 
-    options = {"every": cfg.png_every} if cfg.sink.startswith("png:") else {}
-    try:
-        return open_sink(cfg.sink, **options)
-    except DisplayError as exc:
-        log.warning("display %r cannot open: %s; continuing without a screen", cfg.sink, exc)
-        return NullSink()
+
+def sink_for(display, source, framebuffer: str = FRAMEBUFFER) -> str:
+    """The sink spec for ``[display] sink`` once the source is open (``auto`` resolved).
+
+    ``auto``: the DRM view over the Pi camera's preview, else the framebuffer when the device
+    has one, else no screen.
+    """
+    if display.sink != "auto":
+        return display.sink
+    if getattr(source, "kind", None) == "picamera":
+        return "drm"
+    return f"fb:{framebuffer}" if Path(framebuffer).exists() else "none"
+
+
+def open_display(display, source, framebuffer: str = FRAMEBUFFER):
+    """Open the screen for ``[display]`` over an open ``source``; DisplayError says why not."""
+    from device.display import DrmSink, open_sink
+
+    spec = sink_for(display, source, framebuffer)
+    if spec == "drm":
+        error = getattr(source, "preview_error", None)
+        if error:
+            raise DisplayError(f"the Pi camera's DRM preview did not start: {error}")
+        return DrmSink.for_source(source)
+    options = {"every": display.png_every} if spec.startswith("png:") else {}
+    return open_sink(spec, **options)
 
 
 def overrides_from_args(args) -> dict[str, object]:

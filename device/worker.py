@@ -81,7 +81,8 @@ class DisplayWorker:
     """Renders and shows frames on its own thread.
 
     Args:
-        sink: an open :class:`device.display.DisplaySink`.
+        sink: an open :class:`device.display.DisplaySink`, or a :class:`device.screen.Screen`
+            that opens one over the source (``attach``) and retries it when it is missing.
         render: ``render(frame, tracks, snapshot, status, blur_faces=, blur_boxes=)``.
         blur_faces: pixelate faces on screen.
         snapshot_dir: where debug snapshots go (None: never written).
@@ -112,7 +113,15 @@ class DisplayWorker:
 
     def due(self) -> bool:
         """True when a frame offered now would be shown (callers skip preparing it otherwise)."""
+        if self.snapshot_dir is None and not getattr(self.sink, "wants_frames", True):
+            return False  # no screen and no snapshots: nothing to draw for
         return self._clock() - self._last_submit >= self.min_interval
+
+    def attach(self, source) -> None:
+        """The frame source (re)opened: a screen drawn over the camera follows it."""
+        attach = getattr(self.sink, "attach", None)
+        if attach is not None:
+            attach(source)
 
     def submit(self, image, tracks, snapshot: dict | None, status: dict, blur_boxes=()) -> None:
         """Queue a frame for the screen; replaces an older one not yet shown. Never blocks.

@@ -185,17 +185,17 @@ def test_unknown_config_key_stops_with_the_key_named(tmp_path):
 def test_missing_camera_is_reported_and_retried(mosquitto, listen, tmp_path):
     sub = listen(mosquitto, [PREFIX + "status", PREFIX + "audience"])
     run = subprocess.run(
-        [sys.executable, "-m", "device.cli", "run", "--source", str(tmp_path / "no-camera.mp4"),
+        [sys.executable, "-m", "device.cli", "run", "--source", "camera:/dev/video-unplugged",
          "--mqtt", f"{mosquitto.host}:{mosquitto.port}", "--device-id", DEVICE, "--window", "1",
          "--state-dir", str(tmp_path / "state"), "--duration", "5"],
         cwd=ROOT, capture_output=True, text=True, timeout=90)
     assert run.returncode == 0, run.stderr
-    assert "source not found" in run.stderr
+    assert "not found or busy" in run.stderr
     assert "retrying in 1 s" in run.stderr and "retrying in 2 s" in run.stderr
     assert "window 1:" in run.stderr  # windows keep closing while the camera is away
     statuses = [json.loads(p) for p in sub.payloads(PREFIX + "status")]
     lost = [s for s in statuses if s["camera"] == "lost"]
-    assert lost and "source not found" in lost[0]["error"]
+    assert lost and "not found or busy" in lost[0]["error"]
     windows = [json.loads(p) for p in sub.payloads(PREFIX + "audience")]
     assert windows and all(w["frames"] == 0 for w in windows)
 
@@ -288,11 +288,14 @@ def test_png_display_is_written_from_its_own_thread(tmp_path):
     assert not (tmp_path / "state" / "snapshots").exists()  # debug snapshots are off
 
 
-def test_display_that_cannot_open_falls_back_to_none(tmp_path, caplog):
+def test_a_display_that_cannot_open_is_reported_and_counting_goes_on(tmp_path, caplog):
     app = _fake_app(tmp_path, **{"display.sink": "fb:/dev/fb-missing"})
     assert app.run() == 0
     assert app.frames == 40
-    assert "continuing without a screen" in caplog.text
+    assert "display fb:/dev/fb-missing unavailable" in caplog.text and "trying again" in caplog.text
+    status = app.board.snapshot()
+    assert status["display_state"] == "unavailable" and "fb-missing" in status["display_error"]
+    assert "degraded" in app.leds.calls and "error" not in app.leds.calls
 
 
 def test_debug_snapshots_only_when_enabled(tmp_path):

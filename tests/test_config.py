@@ -45,7 +45,15 @@ def test_defaults_are_filled_in(tmp_path):
     ("[aggregate]\nwindow_s = 0\n", "[aggregate] window_s: must be >= 0.5"),
     ("[aggregate]\nage_groups = [1, 2]\n", "[aggregate] age_groups[0]: must be str"),
     ("[leds]\nrgb_pins = [1, 2]\n", "[leds] rgb_pins: must be three BCM GPIO numbers"),
-    ("[display]\nsink = \"hdmi\"\n", "[display] sink: must be 'none', 'drm'"),
+    ("[display]\nsink = \"hdmi\"\n", "[display] sink: must be 'auto', 'drm'"),
+    ("[display]\nsink = \"png:\"\n", "[display] sink: must be 'auto', 'drm'"),
+    ("[source]\nspec = \"picamera:x\"\n", "[source] spec: the Pi camera number must be"),
+    ("[source]\nspec = \"camera:front\"\n", "[source] spec: a camera is camera:N"),
+    ("[source]\nspec = \"\"\n", "[source] spec: must not be empty"),
+    ("[source]\nspec = \"no/such/clip.mp4\"\n", "[source] spec: no such file or folder"),
+    ("[display]\nsink = \"drm\"\n[source]\nspec = \"camera:0\"\n",
+     "[display] sink = 'drm' draws over the Pi camera's own preview, so it needs [source] spec"),
+    ("[display]\nsink = \"drm\"\n", "(got [source] spec = 'auto')"),
     ("[device]\nid = \"a/b\"\n", "[device] id: must be letters, digits"),
     ("[mqtt]\nprefix = \"kiosk/#/\"\n", "[mqtt] prefix: must not contain MQTT wildcards"),
     ("[mqtt]\npassword_env = \"PW\"\n", "[mqtt] username: required when a password"),
@@ -92,6 +100,39 @@ def test_overrides_are_checked_like_file_values(tmp_path):
 def test_example_config_in_deploy_is_valid():
     cfg = load_config(ROOT / "deploy" / "kiosk.toml")
     assert cfg.mqtt.password_file and cfg.mqtt.tls is not None
+    # a kiosk waits for its camera rather than counting the demo clip when it is missing
+    assert cfg.source.spec == "picamera" and cfg.display.sink == "auto"
+
+
+@pytest.mark.parametrize("spec,sink", [("picamera", "drm"), ("picamera:1", "drm"),
+                                       ("camera:0", "auto"), ("camera:/dev/video2", "fb:/dev/fb1"),
+                                       ("demo", "none"), ("auto", "auto")])
+def test_screens_the_source_can_feed_are_accepted(tmp_path, spec, sink):
+    cfg = load_config(write(tmp_path, f'[source]\nspec = "{spec}"\n[display]\nsink = "{sink}"\n'))
+    assert (cfg.source.spec, cfg.display.sink) == (spec, sink)
+
+
+def test_a_source_path_must_exist_and_a_camera_device_need_not(tmp_path):
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    assert load_config(None, {"source.spec": str(clip)}).source.spec == str(clip)
+    assert load_config(None, {"source.spec": "camera:/dev/video9"}).source.spec.endswith("video9")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--source", "picamera:x"], "[source] spec: the Pi camera number must be"),
+    (["--display", "hdmi"], "[display] sink: must be"),
+    (["--source", "camera:0", "--display", "drm"], "[display] sink = 'drm'"),
+])
+def test_kiosk_run_stops_with_exit_2_on_a_bad_source_or_screen_before_any_model_loads(
+        tmp_path, args, message):
+    run = subprocess.run([sys.executable, "-m", "device.cli", "-v", "run", "--no-mqtt",
+                          "--state-dir", str(tmp_path / "state"), *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2, run.stderr
+    assert message in run.stderr
+    # nothing was loaded, seeded or started: no model slots, no spool
+    assert "model" not in run.stderr.lower() and not (tmp_path / "state").exists()
 
 
 def test_check_config_prints_effective_config_without_secrets(tmp_path, capsys):

@@ -1,9 +1,10 @@
-"""DRM sink: rendered frames as picamera2's overlay on its DRM preview (Pi without a desktop).
+"""DRM sink: rendered frames as picamera2's overlay on the Pi camera's DRM preview (console boot).
 
 picamera2's ``Preview.DRM`` shows the camera stream on the screen and composites an RGBA overlay
 over it (``Picamera2.set_overlay`` takes an H x W x 4 uint8 RGBA array, scaled to the preview).
-The rendered frame is opaque, so it covers the raw preview entirely. picamera2 is imported only
-when this sink opens, so the rest of the kiosk runs without it.
+The preview belongs to the camera: the Pi camera source starts it on its own ``Picamera2`` object
+before the camera starts (``PiCameraSource(preview="drm")``), and this sink only draws over it.
+The rendered frame is opaque, so it covers the raw preview entirely.
 """
 
 from __future__ import annotations
@@ -21,51 +22,42 @@ log = logging.getLogger(__name__)
 
 @register_sink
 class DrmSink(DisplaySink):
-    """Shows frames through picamera2's DRM preview overlay.
+    """Shows frames as the overlay of the DRM preview that the camera source started.
 
     Args:
-        camera: the ``Picamera2`` object the camera source opened (one process owns a camera,
-            so the sink borrows it rather than opening another).
-        start_preview: start ``Preview.DRM`` on it (before the camera starts); False when the
-            source already did.
-        preview_options: passed to ``start_preview`` (x, y, width, height).
+        camera: the ``Picamera2`` object of a ``PiCameraSource`` opened with ``preview="drm"``
+            (one process owns a camera, so the sink borrows it rather than opening another).
     Raises:
-        DisplayError: picamera2 is missing, no camera was given, or the preview cannot start.
+        DisplayError: no camera was given, or it runs no DRM preview.
     """
 
     type_key = "drm"
 
-    def __init__(self, camera=None, start_preview: bool = True, **preview_options):
-        try:
-            from picamera2 import Preview
-        except ImportError as exc:
-            raise DisplayError("the drm display needs picamera2 (Raspberry Pi OS: "
-                               "apt install python3-picamera2, or pip install "
-                               "'audience-kiosk[pi]'); use 'fb:/dev/fb0' or 'png:PATH' "
-                               "otherwise") from exc
+    def __init__(self, camera=None, preview: str | None = "drm"):
         if camera is None:
-            raise DisplayError("the drm display draws over the camera's DRM preview: open it "
-                               "with the picamera2 camera source and pass camera=<Picamera2>")
-        self.camera, self._started = camera, False
-        if start_preview:
-            try:
-                camera.start_preview(Preview.DRM, **preview_options)
-            except Exception as exc:  # picamera2 raises RuntimeError, pykms OSError, ...
-                raise DisplayError(f"cannot start the DRM preview: {exc}") from exc
-            self._started = True
+            raise DisplayError("the drm display draws over the Pi camera's DRM preview: it needs "
+                               "the picamera source ([source] spec = 'picamera')")
+        if preview != "drm":
+            raise DisplayError("the Pi camera was opened without its DRM preview, so there is "
+                               "nothing to draw over")
+        self.camera = camera
+
+    @classmethod
+    def for_source(cls, source) -> DrmSink:
+        """The sink over ``source``'s preview (a ``PiCameraSource`` opened with ``preview="drm"``)."""
+        return cls(getattr(source, "camera", None), getattr(source, "preview", None))
 
     def _show(self, image_bgr: np.ndarray) -> None:
         try:
             self.camera.set_overlay(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGBA))
-        except Exception as exc:
+        except Exception as exc:  # picamera2 raises RuntimeError, pykms OSError, ...
             raise DisplayError(f"cannot set the DRM overlay: {exc}") from exc
 
     def close(self) -> None:
+        """Clear the overlay; the preview stops with the camera, which its source closes."""
         if not self.closed:
             try:
                 self.camera.set_overlay(None)
-                if self._started:
-                    self.camera.stop_preview()
-            except Exception as exc:  # closing must not fail the shutdown
-                log.warning("closing the DRM preview failed: %s", exc)
+            except Exception as exc:  # the camera may be gone already; closing must not fail
+                log.debug("clearing the DRM overlay failed: %s", exc)
         super().close()

@@ -42,13 +42,16 @@ class Publisher:
         status_s: seconds between status messages.
         max_inflight: spooled messages handed to paho before their acknowledgements come back.
         ack_timeout_s: a message unacknowledged this long on a live connection is sent again.
+        on_link: ``on_link(connected)`` whenever the broker connection comes or goes (called on
+            this thread; paho reconnects by itself).
     """
 
     def __init__(self, comm: Communicator, spool: Spool, topics: Topics,
                  status: Callable[[], dict], discovery: list[tuple[str, dict]] = (),
                  ha_status_topic: str | None = None, handlers: dict | None = None, qos: int = 1,
                  status_s: float = 10.0, max_inflight: int = 20, ack_timeout_s: float = 60.0,
-                 prune_every_s: float = 60.0, clock=time.monotonic):
+                 prune_every_s: float = 60.0, clock=time.monotonic,
+                 on_link: Callable[[bool], None] | None = None):
         self.comm, self.spool, self.topics = comm, spool, topics
         self._status_fn, self.discovery = status, list(discovery)
         self.handlers = {"ping": lambda: {"pong": True}, "status": self.status, **(handlers or {})}
@@ -58,6 +61,7 @@ class Publisher:
         self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (seq, sent at)
         self._acked: set[int] = set()  # mids of non-spool messages we wait for
         self._connected_at = 0.0
+        self._on_link, self._link = on_link, None
         self._next_status = self._next_prune = 0.0
         self._stop_deadline: float | None = None
         self._thread = threading.Thread(target=self._run, name="mqtt-publisher", daemon=True)
@@ -153,6 +157,9 @@ class Publisher:
 
     def _periodic(self) -> None:
         now = self.clock()
+        if self._on_link is not None and self.comm.connected != self._link:
+            self._link = self.comm.connected
+            self._on_link(self._link)
         if now >= self._next_prune:
             self._next_prune = now + self.prune_every_s
             dropped = self.spool.prune()
