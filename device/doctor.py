@@ -55,44 +55,27 @@ HELP = ("Check every part of an installation, as the appliance would use it, and
         "time).\n\n" + RULE.rstrip())
 
 __all__ = ["Check", "Seams", "RULE", "HELP", "OK", "WARN", "FAIL", "SKIP", "run_checks",
-           "format_table", "exit_status", "doctor_main", "open_display"]
+           "format_table", "exit_status", "doctor_main", "open_display", "preview_for"]
 
 
 def _open_source(spec, loop, pace, preview=None):
     from device.sources import open_source
 
-    if preview:  # the Pi camera starts the DRM preview before it starts, for a drm display
-        return open_source(spec, loop=loop, pace=pace, preview=preview)
-    return open_source(spec, loop=loop, pace=pace)
+    return open_source(spec, loop=loop, pace=pace, preview=preview)
 
 
 def preview_for(display_cfg) -> str | None:
-    """The preview the Pi camera must start for the configured display (``device.wiring``'s)."""
-    from device import wiring
+    """The preview the Pi camera must start for the configured display (as the appliance does)."""
+    from device.wiring import preview_for
 
-    if hasattr(wiring, "preview_for"):
-        return wiring.preview_for(display_cfg)
-    return "drm" if display_cfg.sink == "drm" else None
+    return preview_for(display_cfg)
 
 
 def open_display(display_cfg, source):
-    """The appliance's display for ``[display]``, given the open source; raises DisplayError.
+    """The appliance's display for ``[display]`` over the open source; raises DisplayError."""
+    from device.wiring import open_display
 
-    Uses ``device.wiring.open_display`` (which never falls back to ``none``) when the wiring has
-    it; otherwise opens the sink by its spec, handing a drm sink the source's ``camera``.
-    """
-    from device import wiring
-
-    if hasattr(wiring, "open_display"):
-        return wiring.open_display(display_cfg, source)
-    from device.display import open_sink
-
-    spec, options = display_cfg.sink, {}
-    if spec.startswith("png:"):
-        options["every"] = display_cfg.png_every
-    elif spec == "drm":
-        options["camera"] = getattr(source, "camera", None)
-    return open_sink(spec, **options)
+    return open_display(display_cfg, source)
 
 
 def _edgetpu_status():

@@ -324,15 +324,16 @@ def test_auto_display_passes_with_the_screen_it_finds_and_warns_without_one():
     assert nothing.closed and nothing.frames == 0
 
 
-def test_default_display_opener_uses_the_wiring_when_it_has_open_display(tmp_path, monkeypatch):
+def test_default_seams_are_the_appliances_own(tmp_path, monkeypatch):
     from device import wiring
 
     calls = []
-    monkeypatch.setattr(wiring, "open_display", lambda d, s: calls.append((d, s)) or "sink",
-                        raising=False)
+    monkeypatch.setattr(wiring, "open_display", lambda d, s: calls.append((d, s)) or "sink")
     display, source = cfg_for(tmp_path, **{"display.sink": "png:x.png"}).display, object()
     assert doctor.open_display(display, source) == "sink"
     assert calls == [(display, source)]
+    monkeypatch.setattr(wiring, "preview_for", lambda d: "drm-for-test")
+    assert doctor.preview_for(display) == "drm-for-test"
 
 
 # -- accelerator -----------------------------------------------------------------------------------
