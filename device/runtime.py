@@ -6,6 +6,16 @@ TensorFlow's own ``tf.lite`` is the last resort (offline tools only). Models nam
 model beside them (same name without ``_edgetpu``) is used and a warning is logged.
 
 Quantisation parameters are always read from each tensor, never assumed.
+
+Which CPU kernels run the int8 ops is a runtime choice (``KERNELS``, ``set_kernels``, the
+``KIOSK_TFLITE_KERNELS`` environment variable), independent of any configuration file:
+``"auto"`` is the runtime's default (XNNPACK where it can start, TFLite's own kernels
+otherwise), ``"builtin"`` TFLite's optimised kernels without XNNPACK, ``"reference"`` TFLite's
+reference kernels (slow; the arithmetic the others approximate). int8 kernels round
+intermediate results differently, so the same model gives answers a few quantisation steps apart
+under each. XNNPACK's are the same bits on x86 and on ARM, so a kiosk whose XNNPACK starts
+answers exactly as the build machine did; the known-answer tolerances in ``provisioning.kat``
+hold whichever set a kiosk ends up with (see ``models/README.md``, "Answers across CPUs").
 """
 
 from __future__ import annotations
@@ -13,6 +23,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +35,12 @@ from device.errors import ModelError
 log = logging.getLogger(__name__)
 
 EDGETPU_LIB = {"Linux": "libedgetpu.so.1", "Darwin": "libedgetpu.1.dylib", "Windows": "edgetpu.dll"}
+
+# kernel set -> the runtime's OpResolverType member name
+KERNELS = {"auto": "AUTO", "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+           "reference": "BUILTIN_REF"}
+KERNELS_ENV = "KIOSK_TFLITE_KERNELS"
+_kernels: str | None = None  # set_kernels(); None: the environment variable, else "auto"
 
 
 def _interpreter_api():
@@ -47,6 +65,93 @@ def _interpreter_api():
         raise ModelError(
             "no TFLite runtime installed: pip install ai-edge-litert (or tflite-runtime)"
         ) from exc
+
+
+def _check_kernels(name: str) -> str:
+    name = str(name).strip().lower()
+    if name not in KERNELS:
+        raise ValueError(f"unknown TFLite kernel set {name!r}; choose from {', '.join(KERNELS)}")
+    return name
+
+
+def set_kernels(name: str | None) -> None:
+    """Choose the CPU kernels for every model loaded from now on (None: back to the default).
+
+    Raises:
+        ValueError: ``name`` is not one of ``KERNELS``.
+    """
+    global _kernels
+    _kernels = None if name is None else _check_kernels(name)
+
+
+@contextmanager
+def use_kernels(name: str | None) -> Iterator[None]:
+    """``set_kernels(name)`` for the models loaded inside a ``with`` block, then back."""
+    global _kernels
+    before = _kernels
+    set_kernels(name)
+    try:
+        yield
+    finally:
+        _kernels = before
+
+
+def active_kernels() -> str:
+    """The kernel set models are loaded with: ``set_kernels``'s, else ``$KIOSK_TFLITE_KERNELS``,
+    else ``"auto"``."""
+    if _kernels is not None:
+        return _kernels
+    env = os.environ.get(KERNELS_ENV, "").strip()
+    if not env:
+        return "auto"
+    try:
+        return _check_kernels(env)
+    except ValueError as exc:
+        raise ModelError(f"{KERNELS_ENV}: {exc}") from None
+
+
+def _op_resolver_type(package: str):
+    """The runtime's ``OpResolverType`` enum (None when it has none)."""
+    try:
+        if package == "tensorflow":
+            import tensorflow as tf
+
+            return getattr(tf.lite.experimental, "OpResolverType", None)
+        module = __import__(f"{package}.interpreter", fromlist=["OpResolverType"])
+        return getattr(module, "OpResolverType", None)
+    except ImportError:
+        return None
+
+
+def _resolver_option(package: str, name: str) -> dict:
+    """The Interpreter keyword that selects kernel set ``name`` ({} for the default)."""
+    if name == "auto":
+        return {}
+    resolver = _op_resolver_type(package)
+    if resolver is None or not hasattr(resolver, KERNELS[name]):
+        raise ModelError(f"this TFLite runtime cannot choose its kernels ({name!r} asked for)")
+    return {"experimental_op_resolver_type": getattr(resolver, KERNELS[name])}
+
+
+_warned: set[str] = set()
+
+
+def _warn_no_xnnpack(name: str) -> None:
+    """Say once per model file that XNNPACK did not start (the build machine's answers are
+    XNNPACK's, so this kiosk's will be a few steps away from them)."""
+    if name in _warned:
+        return
+    _warned.add(name)
+    log.warning("XNNPACK did not start for %s (the runtime could not read this CPU's description, "
+                "/sys/devices/system/cpu or /proc/cpuinfo); TFLite's own kernels run it. Their int8 "
+                "answers differ from XNNPACK's, which are the same on x86 and ARM, by a few "
+                "quantisation steps", name)
+
+
+def available_kernels() -> list[str]:
+    """The kernel sets this runtime can be asked for (``"auto"`` always)."""
+    resolver = _op_resolver_type(_interpreter_api()[2])
+    return [k for k, member in KERNELS.items() if k == "auto" or hasattr(resolver, member)]
 
 
 def runtime_name() -> str:
@@ -124,11 +229,15 @@ class TFLiteModel:
     Args:
         path: the ``.tflite`` file. ``*_edgetpu.tflite`` asks for the Edge TPU.
         threads: CPU threads for the interpreter (None: the runtime's default).
+        kernels: CPU kernel set, one of ``KERNELS`` (None: ``active_kernels()``).
     """
 
-    def __init__(self, path: str | os.PathLike, threads: int | None = 1):
+    def __init__(self, path: str | os.PathLike, threads: int | None = 1,
+                 kernels: str | None = None):
         path = Path(path)
         Interpreter, load_delegate, self.runtime = _interpreter_api()
+        self.kernels = _check_kernels(kernels) if kernels is not None else active_kernels()
+        options = _resolver_option(self.runtime, self.kernels)
         self.accelerator = "cpu"
         delegates = []
         if path.name.endswith("_edgetpu.tflite"):
@@ -142,13 +251,30 @@ class TFLiteModel:
         self.path = path
         try:
             self.interpreter = Interpreter(model_path=str(path), num_threads=threads,
-                                           experimental_delegates=delegates or None)
+                                           experimental_delegates=delegates or None, **options)
             self.interpreter.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"cannot load model {path}: {exc}") from exc
         self.inputs = [_spec(d) for d in self.interpreter.get_input_details()]
         self.outputs = [_spec(d) for d in self.interpreter.get_output_details()]
         self.signature_names = self._signature_output_names()
+        self.cpu_kernels = self._cpu_kernels()
+        if self.kernels == "auto" and self.cpu_kernels == "builtin":
+            _warn_no_xnnpack(path.name)
+
+    def _cpu_kernels(self) -> str:
+        """The kernels that really run this model's CPU ops: ``"xnnpack"`` when XNNPACK took
+        them, else ``"builtin"`` / ``"reference"`` (``"unknown"`` if the runtime does not say;
+        ``"edgetpu"`` for a model on the Edge TPU)."""
+        if self.accelerator != "cpu":
+            return self.accelerator
+        if self.kernels in ("builtin", "reference"):
+            return self.kernels
+        try:
+            ops = self.interpreter._get_ops_details()
+        except (AttributeError, RuntimeError, ValueError):
+            return "unknown"
+        return "xnnpack" if any(op.get("op_name") == "DELEGATE" for op in ops) else "builtin"
 
     def _signature_output_names(self) -> dict[int, str]:
         """Tensor index -> output name from the model's signature (Keras head names survive there)."""

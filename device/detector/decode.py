@@ -13,10 +13,15 @@ NUM_KEYPOINTS = 6
 
 
 def sigmoid_scores(raw: np.ndarray, clip: float = 100.0) -> np.ndarray:
-    """Logits to probabilities, clipping first as MediaPipe does (avoids overflow in exp)."""
-    x = np.clip(np.asarray(raw, dtype=np.float32), -clip, clip)
-    with np.errstate(over="ignore"):  # exp(100) overflows float32 to inf: the sigmoid is then 0
-        return 1.0 / (1.0 + np.exp(-x))
+    """Logits to probabilities, clipping first as MediaPipe does (avoids overflow in exp).
+
+    Computed in float64 and rounded to float32: numpy's exp is vectorised differently on x86 and
+    ARM and differs in the last bit for a quarter of the inputs; a last-bit difference in
+    float64 almost never survives the rounding to float32, so the scores (the weights of the
+    weighted NMS, and through it every keypoint) come out the same on every CPU.
+    """
+    x = np.clip(np.asarray(raw, dtype=np.float64), -clip, clip)
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
 
 
 def decode_boxes(raw: np.ndarray, anchors: np.ndarray, scale) -> np.ndarray:

@@ -9,7 +9,7 @@ import numpy as np
 
 from device.detector.anchors import generate_anchors
 from device.detector.decode import select
-from device.detector.letterbox import Letterbox, letterbox_image, to_model_range
+from device.detector.letterbox import Letterbox, letterbox_image, shrink_whole, to_model_range
 from device.detector.nms import weighted_nms
 from device.detector.tiling import detection_regions
 from device.detector.variants import DETECTOR_VARIANTS, DetectorVariant
@@ -128,22 +128,24 @@ class FaceDetector:
             raise ValueError("detect() wants an H x W x 3 BGR image")
         h, w = image_bgr.shape[:2]
         regions = detection_regions(w, h, self.tiles)
-        # One whole-number box-filter shrink first (fast in OpenCV, and it averages every pixel
-        # so small faces keep their contrast); the letterbox then has at most 2x left to do.
+        # One whole-number box-filter shrink first (fast, the same on every CPU, and it averages
+        # every pixel so small faces keep their contrast); the letterbox then has at most 2x left.
+        # Shrunk pixel (i, j) covers frame pixels [i*k, (i+1)*k): frame = shrunk * k, exactly.
         k = shrink_factor(regions, self.size)
         if k > 1:
-            image_bgr = cv2.resize(image_bgr, (w // k, h // k), interpolation=cv2.INTER_AREA)
-            regions = [(x1 // k, y1 // k, x2 // k, y2 // k) for x1, y1, x2, y2 in regions]
-        sh, sw = image_bgr.shape[:2]
+            image_bgr = shrink_whole(image_bgr, k)
+            sh, sw = image_bgr.shape[:2]
+            regions = [(min(x1 // k, sw), min(y1 // k, sh), min(x2 // k, sw), min(y2 // k, sh))
+                       for x1, y1, x2, y2 in regions]
         # every region's candidates in normalised frame coordinates, merged by one weighted NMS
         all_rows, all_scores = [], []
-        # normalised coordinates are the same in the shrunk and the full frame (edges map to edges)
         frame = Letterbox(1.0, (0, 0), (w, h))
+        to_norm = np.array([k / w, k / h], np.float32)
         for x1, y1, x2, y2 in regions:
             rows, scores, lb = self.raw(image_bgr[y1:y2, x1:x2])
             if len(rows):
                 pts = lb.to_frame(rows.reshape(-1, 2)) + np.array([x1, y1], np.float32)
-                all_rows.append((pts / np.array([sw, sh], np.float32)).reshape(len(rows), -1))
+                all_rows.append((pts * to_norm).reshape(len(rows), -1))
                 all_scores.append(scores)
         if not all_rows:
             return []

@@ -1,4 +1,13 @@
-"""Fitting a frame into the model input without distortion, and mapping results back."""
+"""Fitting a frame into the model input without distortion, and mapping results back.
+
+Every resampling here gives the same bytes on every CPU, because the models' answers (and the
+aligned faces cut from their keypoints) follow each input pixel: OpenCV's INTER_AREA for a
+fractional factor sums in floating point and rounds differently on x86 and ARM (one level on a
+few pixels in ten thousand, enough to move a keypoint and an age estimate), while its
+whole-number box average (sizes that divide exactly) and its fixed-point bilinear warp do not.
+So a frame is shrunk by whole numbers with the box average (it averages every pixel, so small
+faces keep their contrast) and the remaining factor, less than 2, is a bilinear warp.
+"""
 
 from __future__ import annotations
 
@@ -41,6 +50,37 @@ def fit(width: int, height: int, input_w: int, input_h: int) -> Letterbox:
     return Letterbox(scale, ((input_w - new_w) // 2, (input_h - new_h) // 2), (input_w, input_h))
 
 
+def shrink_whole(image: np.ndarray, k: int) -> np.ndarray:
+    """``image`` shrunk ``k`` times by averaging each ``k`` x ``k`` block (integer arithmetic,
+    the same on every CPU). Output pixel ``(i, j)`` covers input pixels ``[i*k, (i+1)*k)``; the
+    last ``h % k`` rows and ``w % k`` columns, which fill no whole block, are left out."""
+    if k <= 1:
+        return image
+    h, w = image.shape[:2]
+    whole = image[: h // k * k, : w // k * k]
+    return cv2.resize(whole, (w // k, h // k), interpolation=cv2.INTER_AREA)
+
+
+def resample(image: np.ndarray, scale: float, new_w: int, new_h: int) -> np.ndarray:
+    """``image`` scaled by ``scale`` into ``new_w`` x ``new_h`` pixels, the same on every CPU.
+
+    Output pixel centre ``x + 0.5`` samples the image at ``(x + 0.5) / scale``, exactly the
+    mapping ``Letterbox`` inverts. Shrinking: whole-number box averaging first (``shrink_whole``),
+    then a bilinear warp for the rest (a factor below 2); enlarging: the bilinear warp alone.
+    """
+    h, w = image.shape[:2]
+    if (new_w, new_h) == (w, h) and abs(scale - 1.0) < 1e-9:
+        return image
+    k = max(1, int(1.0 / scale + 1e-9)) if scale < 1 else 1
+    src = shrink_whole(image, k)
+    step = 1.0 / (scale * k)  # source pixels (after the whole-number shrink) per output pixel
+    if (new_w, new_h) == src.shape[1::-1] and abs(step - 1.0) < 1e-9:
+        return src
+    m = np.array([[step, 0.0, 0.5 * step - 0.5], [0.0, step, 0.5 * step - 0.5]])
+    return cv2.warpAffine(src, m, (new_w, new_h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def letterbox_image(image_bgr: np.ndarray, input_w: int,
                     input_h: int) -> tuple[np.ndarray, Letterbox]:
     """Resize (keeping aspect) and pad a BGR frame into the model's RGB input.
@@ -54,10 +94,7 @@ def letterbox_image(image_bgr: np.ndarray, input_w: int,
     h, w = image_bgr.shape[:2]
     box = fit(w, h, input_w, input_h)
     new_w, new_h = min(round(w * box.scale), input_w), min(round(h * box.scale), input_h)
-    # INTER_AREA averages every source pixel when shrinking, so small faces keep their contrast
-    interp = cv2.INTER_AREA if box.scale < 1 else cv2.INTER_LINEAR
-    small = (image_bgr if (new_w, new_h) == (w, h)
-             else cv2.resize(image_bgr, (new_w, new_h), interpolation=interp))
+    small = resample(image_bgr, box.scale, new_w, new_h)
     px, py = box.pad
     out = cv2.copyMakeBorder(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), py, input_h - new_h - py,
                              px, input_w - new_w - px, cv2.BORDER_CONSTANT, value=(0, 0, 0))

@@ -1,4 +1,4 @@
-"""Model conversion tools: ``kiosk-convert detector`` and ``kiosk-convert analyzer``.
+"""Model conversion tools: ``kiosk-convert detector``, ``float-heads`` and ``analyzer``.
 
 Each subcommand lives in its own module exposing ``add_arguments(parser)`` and
 ``run(args) -> int``; modules are imported only when their subcommand is chosen, so a missing
@@ -14,6 +14,8 @@ import sys
 
 SUBCOMMANDS = {
     "detector": ("tools.convert.detector", "MediaPipe float face detector -> int8 TFLite"),
+    "float-heads": ("tools.convert.float_heads",
+                    "int8 face detector -> the same with its output convolutions in float"),
     "analyzer": ("tools.convert.analyzer", "multi-head attribute model -> int8 TFLite"),
 }
 

@@ -76,6 +76,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune-range-lr", type=float, default=3e-3,
                         help="Adam learning rate of the activation ranges' log-factors "
                              "(0: keep the MSE ranges)")
+    parser.add_argument("--heads", choices=("float", "int8"), default="float",
+                        help="the two output convolutions: computed in float on the int8 feature "
+                             "map (default; keypoints and boxes off the int8 grid, "
+                             "tools/convert/float_heads.py), or int8 like the rest")
     parser.add_argument("--seed", type=int, default=0)
 
 
@@ -85,23 +89,49 @@ def calibration_samples(images: list[np.ndarray], width: int, height: int) -> li
     return [to_model_range(letterbox_image(img, width, height)[0]) for img in images]
 
 
+def eye_errors(ref, cand, min_iou: float = 0.5) -> list[float]:
+    """For each reference detection with a candidate at IoU >= ``min_iou`` (the best one): the
+    largest eye keypoint difference, as a fraction of the reference box width."""
+    from device.detector.nms import iou
+
+    if not ref or not cand:
+        return []
+    boxes = np.asarray([d.box for d in cand], np.float32)
+    out = []
+    for d in ref:
+        overlap = iou(np.asarray(d.box, np.float32), boxes)
+        j = int(np.argmax(overlap))
+        if overlap[j] >= min_iou and d.width > 0:
+            diff = np.abs(np.asarray(cand[j].keypoints[:2]) - np.asarray(d.keypoints[:2]))
+            out.append(float(diff.max()) / d.width)
+    return out
+
+
 def measure_agreement(float_det: FaceDetector, int8_det: FaceDetector, frames) -> dict:
-    """Agreement per source (image set or video) and overall, plus mean detect() time per model."""
+    """Agreement per source (image set or video) and overall, the eye keypoints' distance from
+    the float model's (a fraction of the face width, over matched faces), plus mean detect()
+    time per model."""
     per: dict[str, Agreement] = {}
     total = Agreement()
     times = {"float": 0.0, "int8": 0.0}
+    eyes: list[float] = []
     for label, frame in frames:
         key = label.split("#")[0] if "#" in label else "images"
         t0 = time.perf_counter()
-        ref = [d.box for d in float_det.detect(frame)]
+        ref = float_det.detect(frame)
         t1 = time.perf_counter()
-        cand = [d.box for d in int8_det.detect(frame)]
+        cand = int8_det.detect(frame)
         times["float"] += t1 - t0
         times["int8"] += time.perf_counter() - t1
-        per.setdefault(key, Agreement()).add(ref, cand)
-        total.add(ref, cand)
+        per.setdefault(key, Agreement()).add([d.box for d in ref], [d.box for d in cand])
+        total.add([d.box for d in ref], [d.box for d in cand])
+        eyes += eye_errors(ref, cand)
     n = max(total.frames, 1)
+    e = np.asarray(eyes) if eyes else np.zeros(1)
     return {"overall": total.to_dict(), "by_source": {k: v.to_dict() for k, v in per.items()},
+            "eye_error": {"faces": len(eyes), "mean": round(float(e.mean()), 4),
+                          "median": round(float(np.median(e)), 4),
+                          "p90": round(float(np.percentile(e, 90)), 4)},
             "ms_per_frame": {k: round(1000 * v / n, 2) for k, v in times.items()}}
 
 
@@ -129,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
           f"{args.scenes} scenes), input {width}x{height}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     model, offset, equalised, tuned = _quantise(args, graph, chips, samples, width, height)
+    if args.heads == "float":
+        from tools.convert.float_heads import float_heads
+
+        model = float_heads(model)
     args.out.write_bytes(model)
     report = {"float_model": str(args.float_model), "out": str(args.out),
               "out_bytes": args.out.stat().st_size, "input_size": [width, height],
@@ -136,7 +170,8 @@ def run(args: argparse.Namespace) -> int:
                   "sources": [str(p) for p in args.calib], "frames": len(samples),
                   "scenes": args.scenes, "calib_limit": args.calib_limit, "seed": args.seed},
               "quantisation": {"activation_ranges": args.activation_ranges,
-                               "equalised_tensors": equalised, "finetune": tuned},
+                               "equalised_tensors": equalised, "finetune": tuned,
+                               "heads": args.heads},
               "score_bias_correction": offset}
     print(f"wrote {args.out} ({report['out_bytes'] / 1024:.0f} KiB)")
     if args.eval:
@@ -210,27 +245,35 @@ def _finetune(args, g, chips, width: int, height: int):
             settings | report.to_dict())
 
 
-def _agreement(args, graph, width: int, height: int) -> dict:
+def _agreement(args, graph, width: int, height: int, models=None) -> dict:
+    """Agreement of ``args.out`` (or of each of ``models``: a dict keyed by path then) with the
+    float graph at the same input size, on ``args.eval``."""
     float_path = args.float_model
     _, h0, w0, _ = graph.shapes[graph.inputs[0]]
     if (width, height) != (w0, h0):  # compare like with like: the float graph at the same input
         float_path = args.out.with_suffix(".float-reference.tflite")
         float_path.write_bytes(_float_tflite(graph, height, width))
+    results = {}
     try:
-        # the models themselves are compared: one pass over each whole frame, no tiling
-        float_det, int8_det = FaceDetector(float_path, tiles=1), FaceDetector(args.out, tiles=1)
-        result = measure_agreement(float_det, int8_det, iter_frames(args.eval, args.video_every))
+        for model in models or [args.out]:
+            # the models themselves are compared: one pass over each whole frame, no tiling
+            float_det, int8_det = FaceDetector(float_path, tiles=1), FaceDetector(model, tiles=1)
+            results[str(model)] = result = measure_agreement(
+                float_det, int8_det, iter_frames(args.eval, args.video_every))
+            o, e = result["overall"], result["eye_error"]
+            print(f"{Path(model).name}: agreement on {o['frames']} frames: "
+                  f"{o['float_matched_by_int8']:.2%} of {o['float_detections']} float detections "
+                  f"matched by int8, {o['int8_matched_by_float']:.2%} of {o['int8_detections']} "
+                  f"int8 matched by float; eye keypoints off the float model's by "
+                  f"{e['mean']:.4f} of the face width (mean; median {e['median']:.4f}, "
+                  f"p90 {e['p90']:.4f}, {e['faces']} faces)")
+            for k, v in result["by_source"].items():
+                print(f"  {k}: {v['float_matched_by_int8']:.2%} / {v['int8_matched_by_float']:.2%}"
+                      f" ({v['float_detections']} / {v['int8_detections']} detections)")
     finally:
         if float_path != args.float_model:
             float_path.unlink(missing_ok=True)
-    o = result["overall"]
-    print(f"agreement on {o['frames']} frames: {o['float_matched_by_int8']:.2%} of "
-          f"{o['float_detections']} float detections matched by int8, "
-          f"{o['int8_matched_by_float']:.2%} of {o['int8_detections']} int8 matched by float")
-    for k, v in result["by_source"].items():
-        print(f"  {k}: {v['float_matched_by_int8']:.2%} / {v['int8_matched_by_float']:.2%} "
-              f"({v['float_detections']} / {v['int8_detections']} detections)")
-    return result
+    return results if models else results[str(args.out)]
 
 
 def _float_tflite(graph, height: int, width: int) -> bytes:
