@@ -13,6 +13,8 @@ from device.runtime import cpu_twin, runtime_name
 from provisioning import kat
 from provisioning.bundle import FORMAT, write_bundle
 
+KAT_KERNELS = ("builtin", "reference")  # checked besides the runtime's default (XNNPACK)
+
 
 def model_files(models_dir: Path, manifest: dict) -> dict[str, bytes]:
     """The files the models manifest names (checked against their sha256), by name.
@@ -36,12 +38,22 @@ def build_manifest(models_dir: Path, version: str, min_app_version: str | None =
                    created: dt.datetime | None = None) -> dict:
     """The bundle manifest (without ``files``) for the models in ``models_dir``.
 
-    The known-answer outputs are recorded here by running the models with the device's runtime.
+    The known-answer outputs are recorded here by running the models with the device's runtime,
+    then checked under TFLite's own kernels too (a kiosk whose CPU XNNPACK cannot use runs
+    those), so a bundle whose answers would not hold there is refused here, not on the kiosks.
+
+    Raises:
+        ModelError: the recorded answers do not hold under another kernel set.
     """
     models = copy.deepcopy(load_manifest(models_dir))
     models.pop("kat", None)  # a slot's own answers are replaced by fresh ones
     models["version"] = str(version)
     created = created or dt.datetime.now(dt.timezone.utc)
+    answers = kat.record(models_dir)
+    failed = {k: p for k, p in kat.check_kernels(models_dir, answers, KAT_KERNELS).items() if p}
+    if failed:
+        raise ModelError("the known answers do not hold under other CPU kernels: " + "; ".join(
+            f"{k}: {', '.join(p)}" for k, p in failed.items()))
     return {
         "format": FORMAT,
         "version": str(version),
@@ -50,7 +62,7 @@ def build_manifest(models_dir: Path, version: str, min_app_version: str | None =
         "models": models,
         "metrics": models.get("metrics", {}),
         "builder": {"runtime": runtime_name(), "app_version": device.__version__},
-        "kat": kat.record(models_dir),
+        "kat": answers,
     }
 
 
