@@ -19,6 +19,15 @@ def face_record(path: str, frame, detection, attrs) -> dict:
     return rec
 
 
+def damage(source) -> str:
+    """How much of a source could not be read, in words."""
+    if getattr(source, "frame_count", None):
+        read = source.frame_count - source.bad_frames
+        return (f"damaged: {source.bad_frames} of {source.frame_count} frames could not be "
+                f"decoded and were skipped ({read} read)")
+    return f"{source.bad_frames} unreadable images skipped"
+
+
 def format_row(rec: dict) -> str:
     box = "{:.0f},{:.0f},{:.0f},{:.0f}".format(*rec["box"])
     if "age" in rec:
@@ -54,10 +63,10 @@ def run_analyze(paths: list[str], as_json: bool = False, every: int = 1, threads
                         continue
                     for det, attrs in pipeline.process(frame):
                         faces_in_file += 1
-                        rec = face_record(path, frame, det, attrs)
+                        rec = face_record(frame.source or path, frame, det, attrs)
                         print(json.dumps(rec) if as_json else format_row(rec), file=out)
                 if source.bad_frames:
-                    print(f"warning: {path}: {source.bad_frames} unreadable images skipped", file=err)
+                    print(f"warning: {path}: {damage(source)}", file=err)
                 if not as_json and faces_in_file == 0:
                     print(f"{Path(path).name[:28]:<28}     -   (no faces found)", file=out)
         except KioskError as exc:

@@ -281,6 +281,9 @@ def read_toml(path: str | Path) -> dict:
             return tomllib.load(f)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such config file") from exc
+    except UnicodeDecodeError as exc:  # TOML is UTF-8; an editor may have saved Latin-1
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start}); save the file as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     except OSError as exc:

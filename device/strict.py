@@ -8,6 +8,7 @@ key that failed, e.g. ``[mqtt] prot: unknown key (did you mean 'port'?)``.
 from __future__ import annotations
 
 import difflib
+import math
 import types
 import typing
 from dataclasses import fields, is_dataclass
@@ -110,4 +111,6 @@ class StrictLoader:
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ConfigError(f"{where}: must be {_type_name(tp)}, not {type(value).__name__} "
                               f"({value!r})")
+        if tp is float and not math.isfinite(value):  # TOML allows inf and nan
+            raise ConfigError(f"{where}: must be a finite number (got {value!r})")
         return value

@@ -29,6 +29,7 @@ class VisionLoop:
         self.app, self.pipeline = app, pipeline
         self.source = None
         self.backoff = BACKOFF_START_S
+        self._delivering = False  # the open source has delivered a frame
         self.fps = FpsMeter()
         self._presence: bool | None = None
         self._emotion: str | None = None
@@ -50,6 +51,8 @@ class VisionLoop:
                 log.info("source %s ended", app.cfg.source.spec)
                 app.board.set(camera="ended")
                 break
+            if not self._delivering:
+                self._back()
             self._process(frame)
             if app.window_due():
                 app.close_window()
@@ -84,16 +87,24 @@ class VisionLoop:
         except SourceError as exc:
             self._lost(exc)
             return False
+        self._delivering = False
+        if app.display is not None:
+            app.display.attach(self.source)
+        return True
+
+    def _back(self) -> None:
+        """The source delivered its first frame since it (re)opened: it counts as working only
+        now, so one that opens but cannot deliver (a folder of corrupt images, a camera that
+        hangs) keeps backing off instead of being retried every second."""
+        app, spec = self.app, self.app.cfg.source.spec
+        self._delivering = True
         if app.board.get("camera") == "lost":
-            log.info("source %s is back", cfg.spec)
+            log.info("source %s is back", spec)
         app.board.set(camera="ok", state="running", error=None)
         app.publisher.status_changed()
         app.health.update(camera="ok")
-        app.notifier.status(f"counting from {cfg.spec}")
-        if app.display is not None:
-            app.display.attach(self.source)
+        app.notifier.status(f"counting from {spec}")
         self.backoff = BACKOFF_START_S
-        return True
 
     def _lost(self, exc: Exception) -> None:
         app = self.app

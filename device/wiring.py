@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from device import __version__
-from device.errors import DisplayError
+from device.errors import ConfigError, DisplayError
 from device.mqtt.messages import iso_utc
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,8 @@ def overrides_from_args(args) -> dict[str, object]:
     if getattr(args, "device_id", None):
         out["device.id"] = args.device_id
     if getattr(args, "window", None) is not None:
+        if not isinstance(args.window, (int, float)):  # argparse leaves "--window=--" a list
+            raise ConfigError(f"--window: must be a number of seconds (got {args.window!r})")
         out["aggregate.window_s"] = float(args.window)
     if getattr(args, "state_dir", None):
         out["state.dir"] = args.state_dir

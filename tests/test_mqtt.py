@@ -144,6 +144,9 @@ BAD_COMMANDS = [
     (b'{"id": 7, "cmd": "reboot"}', "unknown command 'reboot'"),
     (b'{"id": false, "cmd": "ping"}', "'id' must be"),
     (b'{"cmd": "ping", "force": true}', "unknown field 'force'"),
+    # nesting is checked before parsing: the parser's recursion is never reached
+    (b"[" * 1500 + b"]" * 1500, "nests 1500 levels deep"),
+    (b'{"cmd": ' + b"[" * 20 + b'"ping"' + b"]" * 20 + b"}", "nests 21 levels deep"),
 ]
 
 

@@ -16,6 +16,7 @@ from device.mqtt.messages import iso_utc
 
 COMMANDS = ("ping", "reload-config", "status")
 MAX_PAYLOAD = 4096
+MAX_DEPTH = 8  # a command is a flat object; anything deeper is refused before it is parsed
 
 
 class CommandError(KioskError, ValueError):
@@ -27,14 +28,49 @@ def _valid_id(value) -> bool:
         isinstance(value, int) and not isinstance(value, bool))
 
 
-def parse_command(payload: bytes) -> dict:
-    """The ``{"id", "cmd"}`` of a command message; CommandError naming what is wrong."""
+def nesting_depth(payload: bytes) -> int:
+    """How deeply JSON arrays and objects nest in ``payload`` (brackets inside strings ignored).
+
+    Counted on the bytes before any parsing, so a hostile payload cannot exhaust the parser's
+    recursion; unbalanced brackets are left for the parser to report.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in payload:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # closing quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):  # ] }
+            depth -= 1
+    return deepest
+
+
+def load_json(payload: bytes):
+    """Parse a command payload, checking its size and nesting first; CommandError if it is bad."""
     if len(payload) > MAX_PAYLOAD:
         raise CommandError(f"payload too large ({len(payload)} bytes, at most {MAX_PAYLOAD})")
+    depth = nesting_depth(payload)
+    if depth > MAX_DEPTH:
+        raise CommandError(f"payload nests {depth} levels deep (a command is one flat JSON "
+                           f"object; at most {MAX_DEPTH})")
     try:
-        msg = json.loads(payload)
+        return json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CommandError(f"payload is not JSON: {exc}") from None
+
+
+def parse_command(payload: bytes) -> dict:
+    """The ``{"id", "cmd"}`` of a command message; CommandError naming what is wrong."""
+    msg = load_json(payload)
     if not isinstance(msg, dict):
         raise CommandError(f"payload must be a JSON object, not {type(msg).__name__}")
     extra = sorted(set(msg) - {"id", "cmd"})
@@ -55,8 +91,8 @@ def parse_command(payload: bytes) -> dict:
 def salvage_id(payload: bytes):
     """The ``id`` of a malformed command when it can still be read, so the sender can match it."""
     try:
-        msg = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        msg = load_json(payload)
+    except CommandError:
         return None
     return msg.get("id") if isinstance(msg, dict) and _valid_id(msg.get("id")) else None
 
