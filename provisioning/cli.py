@@ -107,7 +107,7 @@ def cmd_flash(args) -> int:
         if args.all:
             table = mqtt_tool.device_table(session, args.discover_s)
             ids = sorted(table)
-            print(f"found {len(ids)} device(s): {', '.join(ids) or 'none'}")
+            print(f"found {len(ids)} device(s): {names(ids)}")
             for d in [d for d in ids if table[d].get("availability") == "offline"]:
                 print(f"{d}: OFFLINE (its last will says so); not sent")
                 results[d] = {"outcome": "offline"}
@@ -120,9 +120,19 @@ def cmd_flash(args) -> int:
     finally:
         session.close()
     failed = sorted(d for d, r in results.items() if r.get("outcome") != "applied")
+    if len(ids) > mqtt_tool.VERBOSE_MAX:
+        print("\n".join(mqtt_tool.outcome_summary(results)))
     print(f"{len(ids) - len(failed)} of {len(ids)} device(s) applied the bundle"
-          + (f"; not applied: {', '.join(failed)}" if failed else ""))
+          + (f"; not applied: {names(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def names(ids: list[str], most: int = 20) -> str:
+    """Device ids for one line: the first ``most``, then how many more."""
+    if not ids:
+        return "none"
+    more = f" and {len(ids) - most} more" if len(ids) > most else ""
+    return ", ".join(ids[:most]) + more
 
 
 def flash_target(args, data: bytes) -> int:

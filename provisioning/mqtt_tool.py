@@ -23,6 +23,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 FINAL = ("applied", "rejected", "rolled_back")
+VERBOSE_MAX = 20  # above this many devices, steps are summed up in progress lines
 
 
 @dataclass
@@ -125,37 +126,83 @@ def device_table(session: Session, wait_s: float = 2.0) -> dict[str, dict]:
     return devices
 
 
+class Progress:
+    """One line now and then for a large fleet: how many answered, with which outcome."""
+
+    def __init__(self, total: int, say=print, every_s: float = 1.0):
+        self.total, self.say, self.every_s = total, say, every_s
+        self.steps: dict[str, str] = {}
+        self.start = self._last = time.monotonic()
+        self._shown = None
+
+    def step(self, device_id: str, step: str) -> None:
+        self.steps[device_id] = step
+
+    def show(self, results: dict, force: bool = False) -> None:
+        now = time.monotonic()
+        counts = {o: sum(r.get("outcome") == o for r in results.values()) for o in FINAL}
+        busy = {}
+        for d, step in self.steps.items():
+            if d not in results:
+                busy[step] = busy.get(step, 0) + 1
+        line = (f"{len(results)}/{self.total} answered: "
+                + ", ".join(f"{o} {n}" for o, n in counts.items() if n)
+                + ("; working: " + ", ".join(f"{s} {n}" for s, n in busy.items()) if busy
+                   else ""))
+        if line != self._shown and (force or now - self._last >= self.every_s):
+            self.say(f"[{now - self.start:5.0f} s] {line}")
+            self._shown, self._last = line, now
+
+
 def flash(session: Session, data: bytes, device_ids: list[str], timeout: float,
           say=print) -> dict[str, dict]:
     """Send the bundle to each device and wait for each one's final outcome.
 
+    Up to ``VERBOSE_MAX`` devices every step of every device is shown; for a larger fleet,
+    progress lines count the answers and each device's line shows only when it did not apply.
+
     Returns ``{device_id: result}``; a device that said nothing in time gets outcome ``timeout``.
     """
     sha = hashlib.sha256(data).hexdigest()
-    session.subscribe([session.topic(d, f"provision/{leaf}")
-                       for d in device_ids for leaf in ("progress", "result")])
-    start = len(session.messages)
-    for d in device_ids:
+    verbose = len(device_ids) <= VERBOSE_MAX
+    progress_line = None if verbose else Progress(len(device_ids), say)
+    if verbose:
+        session.subscribe([session.topic(d, f"provision/{leaf}")
+                           for d in device_ids for leaf in ("progress", "result")])
+    else:
+        session.subscribe([session.topic("+", f"provision/{leaf}")
+                           for leaf in ("progress", "result")])
+    start, shown = len(session.messages), time.monotonic()
+    for i, d in enumerate(device_ids):
         info = session.client.publish(session.topic(d, "provision/bundle"), data, qos=1)
         info.wait_for_publish(timeout)
-        say(f"{d}: sent {len(data) / 1024:.0f} KiB")
+        if verbose:
+            say(f"{d}: sent {len(data) / 1024:.0f} KiB")
+        elif i + 1 == len(device_ids) or time.monotonic() - shown >= 1.0:
+            shown = time.monotonic()
+            say(f"sent {i + 1}/{len(device_ids)} ({len(data) / 1024:.0f} KiB each)")
     results: dict[str, dict] = {}
     seen = start
+    wanted = set(device_ids)
 
     def progress() -> bool:
         nonlocal seen
         for topic, payload in session.messages[seen:]:
-            _note(session, topic, payload, sha, results, say)
+            _note(session, topic, payload, sha, results, say, wanted, progress_line)
         seen = len(session.messages)
+        if progress_line is not None:
+            progress_line.show(results)
         return all(d in results for d in device_ids)
 
     session.wait(progress, timeout)
+    if progress_line is not None:
+        progress_line.show(results, force=True)
     for d in device_ids:
         results.setdefault(d, {"outcome": "timeout", "reason": f"no result within {timeout:.0f} s"})
     return results
 
 
-def _note(session, topic, payload, sha, results, say) -> None:
+def _note(session, topic, payload, sha, results, say, wanted=None, progress=None) -> None:
     parts = topic.split("/")
     try:
         msg = json.loads(payload)
@@ -164,9 +211,33 @@ def _note(session, topic, payload, sha, results, say) -> None:
     if not isinstance(msg, dict) or msg.get("bundle_sha256") not in (sha, None):
         return  # someone else's bundle
     device_id, leaf = parts[-3], parts[-1]
+    if wanted is not None and device_id not in wanted:
+        return
     if leaf == "progress":
-        say(f"{device_id}: {msg.get('step')}")
+        if progress is None:
+            say(f"{device_id}: {msg.get('step')}")
+        else:
+            progress.step(device_id, str(msg.get("step")))
     elif msg.get("outcome") in FINAL and device_id not in results:
         results[device_id] = msg
         reason = f" ({msg['reason']})" if msg.get("reason") else ""
-        say(f"{device_id}: {msg['outcome'].upper()}{reason}")
+        if progress is None or msg["outcome"] != "applied":
+            say(f"{device_id}: {msg['outcome'].upper()}{reason}")
+
+
+def outcome_summary(results: dict[str, dict]) -> list[str]:
+    """Lines that count the devices per outcome and, for each failure, per reason."""
+    by_outcome: dict[str, list[str]] = {}
+    for d, r in results.items():
+        by_outcome.setdefault(r.get("outcome", "?"), []).append(d)
+    order = [o for o in (*FINAL, "timeout", "offline") if o in by_outcome]
+    order += sorted(o for o in by_outcome if o not in order)
+    lines = ["outcomes: " + ", ".join(f"{o} {len(by_outcome[o])}" for o in order)]
+    for outcome in sorted(o for o in by_outcome if o != "applied"):
+        reasons: dict[str, int] = {}
+        for d in by_outcome[outcome]:
+            reason = results[d].get("reason") or "no reason given"
+            reasons[reason] = reasons.get(reason, 0) + 1
+        lines.append(f"  {outcome}: " + "; ".join(f"{n} x {r}" for r, n in
+                                                  sorted(reasons.items(), key=lambda x: -x[1])))
+    return lines

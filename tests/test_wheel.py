@@ -66,7 +66,8 @@ def installed_path(venv: Path, home: Path, module: str) -> Path:
 def test_the_wheel_holds_the_device_its_models_and_nothing_from_the_checkout(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names if ".dist-info/" not in n}
-    assert tops == {"device", "provisioning"}, tops
+    assert tops == {"device", "provisioning", "fleet"}, tops
+    assert "fleet/store/schema.sql" in names  # the fleet database's tables travel with it
     manifest = json.loads(zipfile.ZipFile(wheel).read("device/models/manifest.json"))
     for role in ("detector", "analyzer"):
         assert f"device/models/{manifest[role]['file']}" in names, role
@@ -112,3 +113,22 @@ def test_the_installed_wheel_analyzes_a_shipped_picture(venv, tmp_path):
     face = faces[0]
     assert 10 < face["age"] < 80 and face["gender"] in ("female", "male"), face
     assert face["emotion"] in ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+
+
+def test_the_fleet_extra_stays_off_the_kiosks():
+    """kiosk-fleet ships in the wheel, but its dependencies (the [fleet] extra) are not in what
+    a kiosk installs."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extra = {canonicalize_name(Requirement(r).name)
+             for r in project["optional-dependencies"]["fleet"]}
+    assert extra, "the fleet extra is empty"
+    pinned = {canonicalize_name(line.split("==")[0]) for line in LOCK.read_text().splitlines()
+              if "==" in line and not line.startswith((" ", "#"))}
+    assert not extra & pinned, extra & pinned
+    assert not {"psycopg-binary", "psycopg-c"} & pinned
+    assert "kiosk-fleet" in project["scripts"]

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Re-resolve the pinned dependency sets from pyproject.toml with uv:
 #   deploy/requirements-device.txt  what a kiosk installs (Python 3.11, aarch64 and x86_64)
-#   tools/requirements-dev.txt      the development and test environment (Python 3.11, x86_64)
+#   tools/requirements-dev.txt      the development and test environment, with the fleet extra
+#                                   (Python 3.11, x86_64)
 # The device set is resolved for both CPUs under the development set's versions, so a model is
 # measured with the same numpy, OpenCV and LiteRT that the kiosks run. Run it after changing a
 # dependency in pyproject.toml, then run the tests.
@@ -18,7 +19,7 @@ printf '%s\n' 'backports-strenum<1.3  # 1.3 requires Python < 3.11' > "$tmp/py31
 compile() { uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header \
   --quiet -c "$tmp/py311.txt" "$@"; }
 { header "development and tests" "Used by tools/setup.sh: pip install --require-hashes -r tools/requirements-dev.txt"
-  compile --extra dev --extra train --python-platform x86_64-manylinux_2_28; } \
+  compile --extra dev --extra train --extra fleet --python-platform x86_64-manylinux_2_28; } \
   > tools/requirements-dev.txt
 for arch in aarch64 x86_64; do
   compile -c tools/requirements-dev.txt --python-platform "$arch-manylinux_2_28" \

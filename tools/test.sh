@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Set up on first use (Python packages, Debian's mosquitto broker), then run every test.
+# Set up on first use (Python packages; Debian's mosquitto broker, PostgreSQL and Chromium for the
+# fleet tests), then run every test.
 # Extra arguments go to pytest (e.g. -k mqtt, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tools/setup.sh tools/requirements-dev.txt mosquitto systemd
+source tools/setup.sh tools/requirements-dev.txt mosquitto systemd postgresql chromium
 exec .venv/bin/python -m pytest "$@"
