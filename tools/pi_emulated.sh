@@ -95,6 +95,12 @@ fi
 mkdir -p "$CACHE"
 TARBALL=$CACHE/bookworm-arm64-root.tar.gz
 MARK=$ROOT/.kiosk-pi-root
+if grep -q " $ROOT/" /proc/mounts; then
+    die "something is mounted inside $ROOT (an interrupted run?): umount it first"
+fi
+if [ -d "$ROOT" ] && [ ! -e "$MARK" ] && [ -n "$(ls -A "$ROOT")" ]; then
+    die "$ROOT exists and was not made by this script: choose another --root or remove it"
+fi
 if [ "$FRESH" = 1 ] && [ -e "$MARK" ]; then
     say "removing $ROOT (--fresh)"
     rm -rf --one-file-system "$ROOT"
