@@ -93,11 +93,12 @@ class App:
 
     # -- setup ---------------------------------------------------------------------------------
     def _load_models(self):
-        if self._pipeline is None:  # models come from the provisioning slots (A/B, rollback)
+        if self._pipeline is None:  # the provisioning slots (A/B, rollback) self-test their models
             from device.provision_hook import ProvisionHook
 
             self._pipeline = ProvisionHook(self).pipeline()
-        self._pipeline.self_test()
+        else:
+            self._pipeline.self_test()
         p = self._pipeline
         self._refresh_model_info()
         if self.cfg.mqtt.discovery:

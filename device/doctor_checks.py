@@ -179,14 +179,9 @@ def models_folder(cfg) -> tuple[Path, str]:
 
 def build_pipeline(models_cfg, folder: Path):
     """A pipeline on ``folder`` with the ``[models]`` settings, built as the appliance does."""
-    from device.pipeline import VisionPipeline
+    from device.pipeline import pipeline_for
 
-    own = Path(folder) != Path(models_cfg.dir)  # a slot's manifest names its own detector
-    return VisionPipeline(folder, threads=models_cfg.threads,
-                          analyze_every=models_cfg.analyze_every,
-                          detector_variant=None if own else (models_cfg.detector_variant or None),
-                          detector_tiles=models_cfg.detector_tiles,
-                          analyzer_flip=models_cfg.analyzer_flip)
+    return pipeline_for(models_cfg, folder)
 
 
 def check_models(models_cfg, folder: Path, origin: str, make_pipeline=build_pipeline):

@@ -145,3 +145,17 @@ class VisionPipeline:
                     raise ModelError(f"self-test: analyzer output out of range: {a}")
             result["attributes"] = [a.to_dict() for a in attrs]
         return result
+
+
+def pipeline_for(models_cfg, folder: str | Path) -> VisionPipeline:
+    """A pipeline on ``folder`` with the ``[models]`` settings, as the appliance runs it.
+
+    A provisioned slot's manifest names its own detector, so ``detector_variant`` applies only to
+    the models installed with the software (``[models] dir``).
+    """
+    own = Path(folder) != Path(models_cfg.dir)
+    return VisionPipeline(folder, threads=models_cfg.threads,
+                          analyze_every=models_cfg.analyze_every,
+                          detector_variant=None if own else (models_cfg.detector_variant or None),
+                          detector_tiles=models_cfg.detector_tiles,
+                          analyzer_flip=models_cfg.analyzer_flip)

@@ -1,7 +1,8 @@
 """Provisioning inside ``kiosk run``: the bundle topic, pipeline reloads and the health watch.
 
 The app builds its pipeline through :meth:`ProvisionHook.pipeline`. That boots the model slots
-(``Provisioner.boot``), builds the pipeline on the chosen models and wraps it in a
+(``Provisioner.boot``, which self-tests each candidate set: every model is loaded once, and the
+set that passes is the pipeline that runs), and wraps it in a
 :class:`WatchedPipeline`, which reports every frame to the provisioner and swaps the real pipeline
 when new models are switched in or rolled back, without restarting the process. Bundles arriving
 on ``<prefix>provision/bundle`` are handled on a worker thread, never on paho's.
@@ -17,6 +18,7 @@ import threading
 from pathlib import Path
 
 from device.errors import BundleError
+from device.pipeline import pipeline_for
 from device.provision import Provisioner
 from provisioning import kat, keys
 
@@ -75,28 +77,36 @@ class ProvisionHook:
             cfg.state.dir, trusted, health_s=p.health_s, allow_downgrade=p.allow_downgrade,
             factory_dir=Path(cfg.models.dir), reload=self._reload, self_test=self._self_test)
         self.watched: WatchedPipeline | None = None
+        self._tested: tuple[Path, object] | None = None  # the set the last self-test loaded
         self._queue: queue.Queue = queue.Queue(maxsize=2)
         self._thread = threading.Thread(target=self._work, name="provisioning", daemon=True)
 
-    def build(self, models_dir: Path):
-        """A pipeline on ``models_dir`` with the configured settings."""
-        from device.pipeline import VisionPipeline
-
-        m = self.app.cfg.models
-        own = Path(models_dir) != Path(m.dir)  # a slot's manifest names its own detector
-        return VisionPipeline(models_dir, threads=m.threads, analyze_every=m.analyze_every,
-                              detector_variant=None if own else (m.detector_variant or None),
-                              detector_tiles=m.detector_tiles, analyzer_flip=m.analyzer_flip)
-
     def _self_test(self, models_dir: Path) -> list[str]:
-        problems = kat.self_test(models_dir)
-        if problems:
-            return problems
+        """Load ``models_dir`` once and test it: its known-answer test (or a smoke test) and the
+        pipeline's self-test picture. A set that passes is kept for :meth:`_take`."""
         try:
-            self.build(models_dir).self_test()
-        except Exception as exc:  # whatever the pipeline raises means these models are unusable
-            return [f"pipeline self-test: {exc}"]
-        return []
+            pipeline = pipeline_for(self.app.cfg.models, models_dir)
+        except Exception as exc:  # whatever loading raises means these models are unusable
+            return [f"models do not load: {exc}"]
+        problems = kat.self_test(models_dir, detector_model=pipeline.detector.model,
+                                 analyzer=pipeline.analyzer)
+        if not problems:
+            try:
+                pipeline.self_test()
+            except Exception as exc:
+                problems = [f"pipeline self-test: {exc}"]
+        self._tested = None if problems else (Path(models_dir), pipeline)
+        return problems
+
+    def _take(self, folder: Path):
+        """The pipeline on ``folder``: the one its self-test just loaded, else loaded and tested
+        now (ModelError when it fails)."""
+        tested, self._tested = self._tested, None
+        if tested is not None and tested[0] == Path(folder):
+            return tested[1]
+        pipeline = pipeline_for(self.app.cfg.models, folder)
+        pipeline.self_test()
+        return pipeline
 
     def pipeline(self) -> WatchedPipeline:
         """Boot the slots, start listening for bundles, return the watched pipeline."""
@@ -105,15 +115,14 @@ class ProvisionHook:
         except OSError as exc:  # e.g. a read-only state dir on a developer's machine
             log.error("model slots unavailable (%s); running %s", exc, self.app.cfg.models.dir)
             folder = Path(self.app.cfg.models.dir)
-        self.watched = WatchedPipeline(self.build(folder), self.provisioner)
+        self.watched = WatchedPipeline(self._take(folder), self.provisioner)
         self.provisioner.attach(self._publish)
         self.app.comm.subscribe(self.app.topics.prefix + "provision/bundle", self._on_bundle)
         self._thread.start()
         return self.watched
 
     def _reload(self, folder: Path) -> None:
-        new = self.build(folder)
-        new.self_test()
+        new = self._take(folder)
         if self.watched is not None:
             self.watched.inner = new
         self.app.board.set(model_version=str(new.model_version))

@@ -316,7 +316,7 @@ def test_mailbox_keeps_only_the_newest_frame():
 
 @pytest.mark.parametrize("setting,expected", [("auto", True), ("off", False)])
 def test_models_mirror_average_reaches_the_pipeline_the_app_builds(tmp_path, setting, expected):
-    from device.provision_hook import ProvisionHook
+    from device.pipeline import pipeline_for
     from tests.tiny_models import make_models_dir
 
     models = make_models_dir(tmp_path / "models")
@@ -324,4 +324,39 @@ def test_models_mirror_average_reaches_the_pipeline_the_app_builds(tmp_path, set
     manifest["analyzer"]["test_time"] = "flip"
     (models / "manifest.json").write_text(json.dumps(manifest))
     app = _fake_app(tmp_path, **{"models.dir": str(models), "models.mirror_average": setting})
-    assert ProvisionHook(app).build(models).analyzer.flip is expected
+    assert pipeline_for(app.cfg.models, models).analyzer.flip is expected
+
+
+def test_boot_loads_each_model_once_and_self_tests_once(tmp_path, monkeypatch):
+    """First boot (slots seeded from the shipped models) and a later boot alike."""
+    from collections import Counter
+
+    from device import pipeline as pipeline_module
+    from device import runtime
+    from device.app import App
+    from device.config import load_config
+
+    loads, tests = Counter(), Counter()
+    init, self_test = runtime.TFLiteModel.__init__, pipeline_module.VisionPipeline.self_test
+
+    def counting_init(model, path, *a, **k):
+        loads[Path(path).name] += 1
+        init(model, path, *a, **k)
+
+    def counting_self_test(p):
+        tests["pipeline"] += 1
+        return self_test(p)
+
+    monkeypatch.setattr(runtime.TFLiteModel, "__init__", counting_init)
+    monkeypatch.setattr(pipeline_module.VisionPipeline, "self_test", counting_self_test)
+    cfg = load_config(None, {"state.dir": str(tmp_path / "state"), "device.id": "boot",
+                             "source.spec": "demo"})
+    for boot in ("first", "later"):
+        loads.clear(), tests.clear()
+        app = App(cfg, leds=RecordingLeds(), max_frames=2)
+        assert app.run() == 0, boot
+        manifest = json.loads((tmp_path / "state" / "models" / "active" / "manifest.json")
+                              .read_text())
+        files = {manifest[role]["file"] for role in ("detector", "analyzer")}
+        assert dict(loads) == {name: 1 for name in files}, (boot, loads)
+        assert tests["pipeline"] == 1, boot
