@@ -147,7 +147,13 @@ mount_in() {  # mount_in TARGET mount-arguments...: mounts unless mounted, remem
     MOUNTS+=("$target")
 }
 mount_in "$ROOT/proc" -t proc proc
-mount_in "$ROOT/dev" --bind /dev
+# a /dev of its own, never the host's: a bind mount would let what runs in the root (as root)
+# replace this machine's device nodes, and a removal of the root would reach through it
+mount_in "$ROOT/dev" -t tmpfs -o mode=0755,size=1m kiosk-pi-dev
+for node in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9" "tty 5 0"; do
+    read -r name major minor <<< "$node"
+    [ -e "$ROOT/dev/$name" ] || mknod -m 0666 "$ROOT/dev/$name" c "$major" "$minor"
+done
 # pip inside the root trusts what this machine trusts (a proxy's certificate included)
 CA=${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}
 [ -s "$CA" ] && cp "$CA" "$ROOT/etc/ssl/certs/host-ca-bundle.crt"
