@@ -1,9 +1,10 @@
-"""Print a :class:`device.config.Config` back as TOML, with secrets redacted."""
+"""Print a :class:`device.config.Config` back as TOML (``tomli_w``), with secrets redacted."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields, is_dataclass
+
+import tomli_w
 
 # Keys whose values are secrets. The config never holds a password itself (only where to find
 # one), but anything named like a secret is masked in case a future key carries one.
@@ -15,40 +16,29 @@ def _is_secret(key: str) -> bool:
     return any(w in key for w in SECRET_WORDS) and not key.endswith(("_file", "_env"))
 
 
-def _scalar(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
-    return json.dumps(str(value))  # a TOML basic string is JSON-compatible for our values
-
-
-def _table(obj, name: str, lines: list[str]) -> None:
-    nested = []
-    lines.append(f"[{name}]")
+def _table(obj, name: str, unset: list[str]) -> dict:
+    """One section as a dict; keys left unset (None) are collected in ``unset``."""
+    out = {}
     for f in fields(obj):
         if f.metadata.get("internal"):
             continue
         value = getattr(obj, f.name)
         if is_dataclass(value):
-            nested.append((f.name, value))
+            out[f.name] = _table(value, f"{name}.{f.name}", unset)
         elif value is None:
-            lines.append(f"# {f.name} = (not set)")
-        elif _is_secret(f.name):
-            lines.append(f"{f.name} = {_scalar(REDACTED)}")
+            unset.append(f"[{name}] {f.name}")
         else:
-            lines.append(f"{f.name} = {_scalar(value)}")
-    lines.append("")
-    for key, value in nested:
-        _table(value, f"{name}.{key}", lines)
+            out[f.name] = REDACTED if _is_secret(f.name) else value
+    return out
 
 
 def to_toml(cfg) -> str:
-    """The effective configuration as TOML text (unset optional keys shown as comments)."""
-    lines: list[str] = []
-    for f in fields(cfg):
-        if not f.metadata.get("internal"):
-            _table(getattr(cfg, f.name), f.name, lines)
-    return "\n".join(lines).rstrip() + "\n"
+    """The effective configuration as TOML text; keys that are not set are listed in a comment
+    at the end (TOML has no null)."""
+    unset: list[str] = []
+    doc = {f.name: _table(getattr(cfg, f.name), f.name, unset)
+           for f in fields(cfg) if not f.metadata.get("internal")}
+    text = tomli_w.dumps(doc)
+    if unset:
+        text += "\n# not set: " + ", ".join(unset) + "\n"
+    return text

@@ -26,8 +26,8 @@ import device
 from device.errors import BundleError
 from device.slots import MODELS_SUBDIR, SlotStore
 from device.models import MODELS_DIR
-from provisioning import kat, keys
-from provisioning.bundle import Bundle, read_bundle, version_key
+from device import kat, keys
+from device.bundle import Bundle, read_bundle, version_key
 
 log = logging.getLogger(__name__)
 

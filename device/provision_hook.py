@@ -20,7 +20,7 @@ from pathlib import Path
 from device.errors import BundleError
 from device.pipeline import pipeline_for
 from device.provision import Provisioner
-from provisioning import kat, keys
+from device import kat, keys
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ otherwise), ``"builtin"`` TFLite's optimised kernels without XNNPACK, ``"referen
 reference kernels (slow; the arithmetic the others approximate). int8 kernels round
 intermediate results differently, so the same model gives answers a few quantisation steps apart
 under each. XNNPACK's are the same bits on x86 and on ARM, so a kiosk whose XNNPACK starts
-answers exactly as the build machine did; the known-answer tolerances in ``provisioning.kat``
+answers exactly as the build machine did; the known-answer tolerances in ``device.kat``
 hold whichever set a kiosk ends up with (see ``models/README.md``, "Answers across CPUs").
 """
 

@@ -118,7 +118,7 @@ class SlotStore:
         Returns:
             the slot the factory models were installed into, or None when nothing changed.
         """
-        from provisioning.bundle import version_key
+        from device.bundle import version_key
 
         active = self.active()
         if active is None:

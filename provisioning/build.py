@@ -10,7 +10,8 @@ import device
 from device.errors import BundleError, ModelError
 from device.manifest import load_manifest, model_path
 from device.runtime import cpu_twin, runtime_name
-from provisioning import kat
+from device import kat
+from device.bundle import parse_version
 from provisioning.bundle import FORMAT, write_bundle
 
 KAT_KERNELS = ("builtin", "reference")  # checked besides the runtime's default (XNNPACK)
@@ -76,6 +77,9 @@ def build_bundle(models_dir: str | Path, key, version: str,
     models_dir = Path(models_dir)
     if not version or not str(version).strip():
         raise BundleError("a bundle needs a version")
+    parse_version(version)  # a version no device can order is refused here, not on a kiosk
+    if min_app_version is not None:
+        parse_version(min_app_version)
     try:
         manifest = build_manifest(models_dir, version, min_app_version)
         files = model_files(models_dir, manifest["models"])

@@ -21,17 +21,19 @@ import tempfile
 from pathlib import Path
 
 from device.errors import BundleError, KioskError
-from provisioning import kat, keys
-from provisioning.bundle import read_bundle
+from device import kat
+from device.bundle import read_bundle
+from device.keys import key_id, load_public_key, public_b64, trusted_keyring
+from provisioning import keys
 
 
 def cmd_keygen(args) -> int:
     priv, pub = keys.keygen(args.out, overwrite=args.force)
-    key = keys.load_public_key(str(pub))
+    key = load_public_key(str(pub))
     print(f"private key: {priv} (mode 0600; keep it off the devices)")
-    print(f"public key:  {pub}  id {keys.key_id(key)}")
+    print(f"public key:  {pub}  id {key_id(key)}")
     print(f"devices trust it with [provisioning] trusted_keys = [\"{pub.name}\"] "
-          f"(or the raw key {keys.public_b64(key)})")
+          f"(or the raw key {public_b64(key)})")
     return 0
 
 
@@ -71,7 +73,7 @@ def describe(bundle, name) -> None:
 
 def cmd_verify(args) -> int:
     data = Path(args.bundle).read_bytes()
-    bundle = read_bundle(data, keys.trusted_keyring(args.pubkey))
+    bundle = read_bundle(data, trusted_keyring(args.pubkey))
     print("signature: good; file hashes: good")
     describe(bundle, args.bundle)
     if args.no_kat:
@@ -98,7 +100,7 @@ def cmd_flash(args) -> int:
     if args.target:
         return flash_target(args, data)
     if args.pubkey:  # catch a wrong file before it goes out to a fleet
-        read_bundle(data, keys.trusted_keyring(args.pubkey))
+        read_bundle(data, trusted_keyring(args.pubkey))
     from provisioning import mqtt_tool
 
     session = mqtt_tool.Session(broker_options(args))

@@ -91,14 +91,8 @@ class Session:
 
     def wait(self, done, timeout: float) -> bool:
         """Wait until ``done()`` is true (checked whenever a message arrives)."""
-        end = time.monotonic() + timeout
         with self._cond:
-            while not done():
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.5))
-        return True
+            return self._cond.wait_for(done, timeout)
 
     def close(self) -> None:
         self.client.disconnect()

@@ -151,14 +151,8 @@ class Listener:
 
     def wait_for(self, predicate, timeout: float = 30.0) -> bool:
         """Wait until ``predicate(self)`` is true; False on timeout."""
-        end = time.monotonic() + timeout
         with self._cond:
-            while not predicate(self):
-                left = end - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(min(left, 0.5))
-        return True
+            return self._cond.wait_for(lambda: predicate(self), timeout)
 
     def publish(self, topic: str, payload, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)

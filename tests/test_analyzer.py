@@ -155,7 +155,7 @@ def test_unknown_test_time_in_the_manifest_is_refused(tmp_path, models_dir):
 
 def test_a_model_set_with_an_unknown_test_time_fails_the_provisioning_self_test(tmp_path,
                                                                                 models_dir):
-    from provisioning import kat
+    from device import kat
 
     assert kat.self_test(models_dir) == []
     problems = kat.self_test(_with_test_time(models_dir, tmp_path / "bad", "tencrop"))

@@ -11,15 +11,18 @@ import zipfile
 import pytest
 
 from device.errors import BundleError, KioskError
-from provisioning import kat, keys
-from provisioning.bundle import MANIFEST, SIGNATURE, read_bundle, version_key, write_bundle
+from device import kat
+from device import keys as device_keys
+from device.bundle import MANIFEST, SIGNATURE, read_bundle, version_key
+from provisioning import keys
+from provisioning.bundle import write_bundle
 from tests.provision_fixtures import (  # noqa: F401  (fixtures)
     DETECTOR, bundles, good_models, other_key, signing_key)
 
 
 @pytest.fixture()
 def ring(signing_key):
-    return keys.trusted_keyring([str(signing_key[1])])
+    return device_keys.trusted_keyring([str(signing_key[1])])
 
 
 def members(data: bytes) -> dict[str, bytes]:
@@ -56,17 +59,17 @@ def test_good_bundle_round_trips(bundles, ring):
 def test_keygen_private_key_is_owner_only(tmp_path):
     priv, pub = keys.keygen(tmp_path / "k")
     assert stat.S_IMODE(os.stat(priv).st_mode) == 0o600
-    assert keys.load_public_key(str(pub)) is not None
+    assert device_keys.load_public_key(str(pub)) is not None
     with pytest.raises(FileExistsError):
         keys.keygen(tmp_path / "k")
 
 
 def test_public_key_forms_agree(signing_key):
-    pub = keys.load_public_key(str(signing_key[1]))
-    b64 = keys.public_b64(pub)
-    assert keys.trusted_keyring([b64]).keys() == keys.trusted_keyring([str(signing_key[1])]).keys()
+    pub = device_keys.load_public_key(str(signing_key[1]))
+    b64 = device_keys.public_b64(pub)
+    assert device_keys.trusted_keyring([b64]).keys() == device_keys.trusted_keyring([str(signing_key[1])]).keys()
     with pytest.raises(BundleError):
-        keys.load_public_key("/nonexistent/key.pub")
+        device_keys.load_public_key("/nonexistent/key.pub")
 
 
 def test_every_flipped_byte_is_caught(bundles, ring):
@@ -130,14 +133,14 @@ def test_unlisted_member(bundles, ring):
 
 
 def test_oversize_member(bundles, ring, monkeypatch):
-    import provisioning.bundle as pb
+    import device.bundle as pb
 
     monkeypatch.setattr(pb, "MAX_MEMBER", 1000)
     assert "oversize" in rejected(bundles["v2"], ring)
 
 
 def test_zip_bomb_member_is_bounded(signing_key, ring, monkeypatch):
-    import provisioning.bundle as pb
+    import device.bundle as pb
 
     bomb = write_bundle({"version": "1", "models": {"detector": {"file": "m.tflite"}}, "kat": {}},
                         {"m.tflite": b"\0" * 5_000_000}, signing_key[0])

@@ -87,7 +87,8 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
                                    "by_race", "by_gender", "by_age_group"}
     assert res["utkface"]["n"] == 2 and res["utkface"]["no_face"] >= 1  # the blank image
     assert set(res["fer2013"]) == {"n", "acc", "macro_f1"} and res["fer2013"]["n"] == 3
-    assert res["ferplus"] == {"n": 2, "acc": res["ferplus"]["acc"]}  # 'unknown' row skipped
+    assert set(res["ferplus"]) == {"n", "acc"} and res["ferplus"]["n"] == 2  # 'unknown' skipped
+    assert res["ferplus"]["acc"] in (0.0, 0.5, 1.0)  # two faces: right on none, one or both
     assert res["ck"]["n"] == 2  # contempt skipped
     assert set(res["aaf"]) == {"n", "no_face", "age_mae", "gender_acc"} and res["aaf"]["n"] == 1
     assert set(res["baseline_pca"]) >= {"utkface", "fer2013", "ferplus", "ck", "aaf"}
@@ -109,9 +110,9 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert "Emotion confusion" in report
     assert "Reference emotion model, same faces" in report and "McNemar" in report
     assert "model (95 % CI)" in report
-    pngs = sorted(p.name for p in out.glob("*.png"))
-    if "plots skipped" not in report:
-        assert "eval_confusion_fer2013.png" in pngs and "eval_age_utkface.png" in pngs
+    pngs = sorted(p.name for p in out.glob("*.png"))  # matplotlib is in the test environment
+    assert "plots skipped" not in report
+    assert "eval_confusion_fer2013.png" in pngs and "eval_age_utkface.png" in pngs
 
 
 def test_model_may_be_a_tflite_beside_its_manifest(fixtures):

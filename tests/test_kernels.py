@@ -15,7 +15,7 @@ from device.manifest import load_manifest, model_path, sha256_file
 from device.models import MODELS_DIR
 from device.runtime import (KERNELS, KERNELS_ENV, TFLiteModel, active_kernels,
                             available_kernels, set_kernels, use_kernels)
-from provisioning import kat
+from device import kat
 
 DETECTOR = model_path(MODELS_DIR, load_manifest(MODELS_DIR)["detector"])
 EXPECTED = {"auto": "xnnpack", "builtin": "builtin", "reference": "reference"}

@@ -1,10 +1,9 @@
-import time
-
 import pytest
 from gpiozero.pins.mock import MockFactory, MockPWMPin
 
 from device.leds import EMOTION_COLOURS, NullLeds, StatusLeds, emotion_colour
 from device.types import EMOTIONS
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -27,13 +26,12 @@ def test_starting_blinks_then_running_is_solid(factory):
     leds = StatusLeds(17, pin_factory=factory, blink_s=0.02)
     pin = factory.pin(17)
     leds.starting()
-    time.sleep(0.25)
-    assert toggles(pin) >= 4
-    leds.running()
-    time.sleep(0.05)
+    assert wait_until(lambda: toggles(pin) >= 4, 5)
+    leds.running()  # gpiozero stops the blink thread before it returns
     mark = len(pin.states)
-    time.sleep(0.15)
-    assert pin.state and toggles(pin, since=mark - 1) == 0
+    assert pin.state and leds.status.value == 1
+    leds.starting()  # ... and a pattern that changes again toggles again
+    assert wait_until(lambda: toggles(pin, since=mark - 1) >= 2, 5)
     leds.close()
 
 
@@ -46,16 +44,30 @@ def test_error_blinks_faster_than_starting(factory):
     leds = StatusLeds(17, pin_factory=factory, blink_s=0.08, fast_blink_s=0.01)
     pin = factory.pin(17)
     leds.starting()
-    time.sleep(0.4)
+    assert wait_until(lambda: len(pin.states) >= 5, 5)
     slow = gaps(pin, since=1)  # skip the initial off->on
     leds.error()
     mark = len(pin.states)
-    time.sleep(0.3)
+    assert wait_until(lambda: len(pin.states) >= mark + 6, 5)
     fast = gaps(pin, since=mark)
     leds.close()
     assert len(slow) >= 2 and len(fast) >= 4
     assert slow[len(slow) // 2] == pytest.approx(0.08, abs=0.04)
     assert fast[len(fast) // 2] < slow[len(slow) // 2] / 2
+
+
+@pytest.mark.parametrize("pattern,args", [
+    ("starting", {"on_time": 0.5, "off_time": 0.5}),
+    ("error", {"on_time": 0.1, "off_time": 0.1}),
+    ("degraded", {"on_time": 1.8, "off_time": 0.2}),
+])
+def test_each_status_pattern_asks_gpiozero_for_its_blink(factory, monkeypatch, pattern, args):
+    leds = StatusLeds(17, pin_factory=factory)
+    calls = []
+    monkeypatch.setattr(leds.status, "blink", lambda **kw: calls.append(kw))
+    getattr(leds, pattern)()
+    assert calls == [args]
+    leds.close()
 
 
 def test_presence_led_follows_presence(factory):
@@ -70,10 +82,16 @@ def test_presence_led_follows_presence(factory):
     leds.close()
 
 
-def test_presence_without_led_is_a_no_op(factory):
+def test_presence_and_emotion_without_those_leds_touch_no_pin(factory):
     leds = StatusLeds(17, pin_factory=factory)
+    status = factory.pin(17)
+    before = list(status.states)
     leds.presence(True)
     leds.emotion("happy")
+    assert list(status.states) == before  # the status LED is left alone
+    assert [p.number for p in factory.pins.values()] == [17]  # no other pin was claimed
+    with pytest.raises(ValueError, match="bored"):
+        leds.emotion("bored")  # still validated, as with an RGB LED fitted
     leds.close()
 
 

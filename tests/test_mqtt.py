@@ -12,6 +12,7 @@ import pytest
 from device.config import load_config
 from device.mqtt import Publisher, Topics, audience_message, discovery_messages, make_communicator
 from device.mqtt.commands import parse_command, CommandError
+from tests.waiting import wait_until
 from device.mqtt.messages import dominant_emotion, female_share
 from device.mqtt.publisher import dumps
 from device.schemas import validator
@@ -68,10 +69,7 @@ def test_spooled_windows_are_published_in_order_and_removed_once_acked(mosquitto
     pub.start()
     assert sub.wait_for(lambda s: len(seqs(s, topics)) >= 3, 15)
     assert seqs(sub, topics)[:3] == [1, 2, 3]
-    deadline = time.monotonic() + 5
-    while spool.depth and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert spool.depth == 0
+    assert wait_until(lambda: spool.depth == 0, 5)  # deleted once the broker acknowledged
     check = validator("audience")
     for payload in sub.payloads(topics.audience):
         check.validate(json.loads(payload))
@@ -125,7 +123,6 @@ def test_broker_outage_loses_nothing_and_keeps_order(mosquitto_persistent, liste
     for _ in range(3):  # windows closed while the broker is away
         spool_window(spool, topics)
         pub.notify()
-        time.sleep(0.3)
     assert spool.depth >= 3
     broker.start()
     ok = sub.wait_for(lambda s: set(seqs(s, topics)) >= {1, 2, 3, 4}, 20)
@@ -277,9 +274,8 @@ def test_tls_and_password_auth_against_a_real_broker(tmp_path, tmp_path_factory,
         bad, _, _ = stack(broker, username="kiosk", password_file=str(tmp_path / "pw2"),
                                   tls={"ca_file": files["ca.crt"]}, client_id="bad")
         bad.start()
-        time.sleep(1.5)
+        assert wait_until(lambda: "broker refused the connection" in caplog.text, 10)
         assert not bad.comm.connected
-        assert "broker refused the connection" in caplog.text
         assert secret not in caplog.text
     finally:
         broker.stop()

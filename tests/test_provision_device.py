@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from device.provision import CRASH_ENV, Provisioner
-from provisioning import kat
+from device import kat
 from tests.provision_fixtures import (  # noqa: F401  (fixtures)
     bundles, good_models, make_models, other_key, signing_key)
 

@@ -1,5 +1,5 @@
 """How far the models' answers move between CPU kernel sets: where the known-answer tolerances
-in ``provisioning.kat`` come from.
+in ``device.kat`` come from.
 
     python -m tools.kernel_spread [--models DIR] [--source PATH ...] [--chips PATH ...]
                                   [--every N] [--limit N] [--kernels auto,builtin,reference]
@@ -12,9 +12,9 @@ picture to 192 px on its longer side) goes
 through the known-answer procedure once per kernel set (``device.runtime.KERNELS``: ``auto`` is
 XNNPACK, ``builtin`` TFLite's optimised kernels, ``reference`` its reference kernels). Every
 pair of kernel sets is then compared the way a kiosk compares its answers with a bundle's
-(``provisioning.kat.detector_differences`` / ``head_differences``). The table gives p50, p99 and
+(``device.kat.detector_differences`` / ``head_differences``). The table gives p50, p99 and
 the largest difference per quantity over all pictures and pairs, beside the floor
-``provisioning.kat`` uses; ``--check`` exits 1 when a largest difference is above its floor.
+``device.kat`` uses; ``--check`` exits 1 when a largest difference is above its floor.
 
 XNNPACK's int8 answers are the same bit for bit on x86 and on ARM (Cortex-A72 and A76, checked
 under emulation by ``tools/pi_emulated.sh``); TFLite's own kernels differ from XNNPACK, from
@@ -55,7 +55,7 @@ CHIP_PAD = 1.0  # a chip's side of black on every side: the chip in a canvas 3x 
 def pictures(sources, every: int, limit: int | None, chips=()):
     """(label, picture): the known-answer picture, then every source picture and every padded
     face chip, scaled like it."""
-    from provisioning.kat import kat_picture
+    from device.kat import kat_picture
     from tools.convert.frames import iter_frames
 
     yield "known-answer picture", kat_picture()
@@ -69,8 +69,8 @@ def pictures(sources, every: int, limit: int | None, chips=()):
 
 
 def _recorded(answers: dict) -> dict:
-    """A detector answer in the form ``provisioning.kat`` records it."""
-    from provisioning.kat import fingerprint
+    """A detector answer in the form ``device.kat`` records it."""
+    from device.kat import fingerprint
 
     return {"detections": answers["detections"], "fingerprint": fingerprint(answers["logits"])}
 
@@ -85,7 +85,7 @@ def measure(models_dir: Path, kernel_sets, frames) -> dict[str, list[float]]:
     from device.errors import NoAttributeModel
     from device.manifest import load_manifest, model_path
     from device.runtime import TFLiteModel, set_kernels
-    from provisioning import kat
+    from device import kat
 
     manifest = load_manifest(models_dir)
     dets, ans = {}, {}
@@ -135,7 +135,7 @@ def measure(models_dir: Path, kernel_sets, frames) -> dict[str, list[float]]:
 
 
 def floors() -> dict[str, float]:
-    from provisioning import kat
+    from device import kat
 
     return {"logit": kat.LOGIT_TOL, "weak_logit": kat.WEAK_LOGIT_TOL, "box_px": kat.BOX_PX, "keypoint_px": kat.KEYPOINT_PX,
             "score": kat.SCORE_TOL, **{h: float(kat.head_steps(h)) for h in kat.HEAD_STEPS},
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated kernel sets to compare")
     parser.add_argument("--json", type=Path, help="write the table here as JSON")
     parser.add_argument("--check", action="store_true",
-                        help="exit 1 when a largest difference is above provisioning.kat's floor")
+                        help="exit 1 when a largest difference is above device.kat's floor")
     args = parser.parse_args(argv)
     from device.runtime import KERNELS
 

@@ -14,10 +14,8 @@ python3 -m venv "$tmp/uv" && "$tmp/uv/bin/pip" install -q "uv==$UV_VERSION"
 uv() { "$tmp/uv/bin/uv" "$@"; }
 header() { printf '# %s: pinned by tools/lock.sh (uv %s) from pyproject.toml; do not edit.\n# %s\n' \
   "$1" "$UV_VERSION" "$2"; }
-# uv ignores upper bounds of Requires-Python; these pins keep it to releases that install on 3.11
-printf '%s\n' 'backports-strenum<1.3  # 1.3 requires Python < 3.11' > "$tmp/py311.txt"
 compile() { uv pip compile pyproject.toml --python-version 3.11 --generate-hashes --no-header \
-  --quiet -c "$tmp/py311.txt" "$@"; }
+  --quiet -c tools/lock-constraints.txt "$@"; }
 { header "development and tests" "Used by tools/setup.sh: pip install --require-hashes -r tools/requirements-dev.txt"
   compile --extra dev --extra train --extra fleet --python-platform x86_64-manylinux_2_28; } \
   > tools/requirements-dev.txt
