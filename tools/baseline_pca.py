@@ -1,6 +1,6 @@
 """Eigenfaces baseline: PCA of the aligned faces + a linear (ridge, one-vs-rest) classifier.
 
-    python -m tools.baseline_pca --cache /work/cache/faces.npz
+    python -m tools.baseline_pca [--cache ~/.cache/audience-kiosk/faces.npz]
 
 Fitted on the cache's train split (gender on UTKFace, emotion on FER2013Train's original labels)
 and shown beside the CNN by ``python -m tools.evaluate --baseline pca``. Faces are shrunk to
@@ -16,6 +16,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+
+from tools.locations import default_faces
 
 SIDE = 32
 
@@ -87,7 +89,8 @@ def _acc(pred, truth) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m tools.baseline_pca",
                                  description=__doc__.split("\n")[0])
-    ap.add_argument("--cache", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, default=default_faces(),
+                    help="tools.prepare cache (default: %(default)s)")
     ap.add_argument("--components", type=int, default=150)
     args = ap.parse_args(argv)
     from tools.prepare import load_cache

