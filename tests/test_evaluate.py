@@ -170,3 +170,30 @@ def test_the_report_says_where_the_mirror_average_happens():
     assert "inside the model" in mirror_words({"flip": False, "test_time": "in_model"})
     assert mirror_words({"flip": False, "test_time": "none"}) == "off"
     assert mirror_words({"flip": False}) == "off"  # reports from before test_time was recorded
+
+
+def test_caches_have_a_documented_home_and_reports_name_no_ones_machine(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from tools.evaluate import parse_args
+    from tools.locations import cache_dir, default_faces, shown
+
+    monkeypatch.delenv("AUDIENCE_KIOSK_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert cache_dir() == Path.home() / ".cache" / "audience-kiosk"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_faces() == tmp_path / "xdg" / "audience-kiosk" / "faces.npz"
+    monkeypatch.setenv("AUDIENCE_KIOSK_CACHE", str(tmp_path / "c"))
+    assert parse_args(["--ck", "x"]).baseline_cache == tmp_path / "c" / "faces.npz"
+    home = str(Path.home())
+    assert shown(f"{home}/.cache/audience-kiosk/faces.npz") == "~/.cache/audience-kiosk/faces.npz"
+    assert shown(f"--baseline-cache={home}/c.npz") == "--baseline-cache=~/c.npz"
+    assert shown("../shared/data/utkface") == "../shared/data/utkface"
+
+
+def test_a_missing_baseline_cache_is_named(tmp_path):
+    from tools.evaluate import main
+
+    with pytest.raises(SystemExit, match="no tools.prepare cache at .*nowhere.npz"):
+        main(["--ck", str(tmp_path), "--baseline", "pca",
+              "--baseline-cache", str(tmp_path / "nowhere.npz")])
