@@ -170,7 +170,7 @@ def test_the_pipeline_follows_the_manifest_unless_told_otherwise(tmp_path, model
 
 
 def test_the_shipped_models_fit_the_budget_and_load_as_the_manifest_says():
-    """The issue's budget: detector + analyzer under 1.5 MB, and the manifest's files are the
+    """The appliance's budget: detector + analyzer under 1.5 MB, and the manifest's files are the
     ones on disk (sha256), with a test_time this runtime knows."""
     from device.manifest import load_manifest, model_path
     from device.models import MODELS_DIR

@@ -164,7 +164,7 @@ def chromium() -> str:
 
 
 def screenshot(html: Path, png: Path, width: int = 1240, height: int = 2400) -> Path:
-    """A PNG of a local HTML page, taken by headless Chromium (no network, a throwaway profile)."""
+    """A PNG of a local HTML page, taken by headless Chromium (no network, a temporary profile)."""
     with tempfile.TemporaryDirectory(prefix="kiosk-fleet-chromium-") as profile:
         res = subprocess.run(
             [chromium(), "--headless", "--no-sandbox", "--disable-gpu",
