@@ -60,24 +60,22 @@ def age_label(summary, groups: list[str]) -> str:
 class WindowAggregator:
     """Counts for the open window; ``close`` returns them and starts a new window.
 
+    When a window ends is not its business: ``device.windows.Windows`` keeps the one clock.
+
     Args:
-        window_s: window length, used by ``close_due``.
         min_dwell_s: dwell a track needs to be a visitor (passers-by are only impressions).
         k_anonymity: fewer visitors than this suppress the breakdowns (0 or 1: never).
         min_gender_prob, min_emotion_prob: confidence below which a label counts as unknown.
         age_groups: the age group labels reported (all of them, zeros included).
-        start: start time of the first window; None: set by the first ``close_due`` call.
     """
 
-    def __init__(self, window_s: float = 60, min_dwell_s: float = 1.0, k_anonymity: int = 3,
+    def __init__(self, min_dwell_s: float = 1.0, k_anonymity: int = 3,
                  min_gender_prob: float = 0.7, min_emotion_prob: float = 0.4,
-                 age_groups=DEFAULT_AGE_GROUPS, start: float | None = None):
-        if window_s <= 0:
-            raise ValueError(f"window_s must be positive, got {window_s}")
-        self.window_s, self.min_dwell_s, self.k_anonymity = window_s, min_dwell_s, k_anonymity
+                 age_groups=DEFAULT_AGE_GROUPS):
+        self.min_dwell_s, self.k_anonymity = min_dwell_s, k_anonymity
         self.min_gender_prob, self.min_emotion_prob = min_gender_prob, min_emotion_prob
         self.age_groups = [label for label, _, _ in parse_age_groups(age_groups)]
-        self.window_start = start
+        self.window_start = None
         self._reset()
 
     def _reset(self) -> None:
@@ -115,19 +113,6 @@ class WindowAggregator:
         self._reset()
         self.window_start = window_end
         return result
-
-    def close_due(self, now: float) -> dict | None:
-        """Close the open window if ``window_s`` has passed by ``now``, else None.
-
-        Windows stay aligned to the first start: after a stall, successive calls close one
-        (possibly empty) window each until the aggregator catches up.
-        """
-        if self.window_start is None:
-            self.window_start = now
-            return None
-        if now - self.window_start < self.window_s:
-            return None
-        return self.close(self.window_start, self.window_start + self.window_s)
 
     def _result(self, start, end, suppress: bool) -> dict:
         v = self._visitors

@@ -18,17 +18,18 @@ import os
 import signal
 import sys
 import threading
-import time
 from dataclasses import asdict
 
+from device.camera_status import CameraStatus
 from device.config import load_config
 from device.errors import ConfigError, ModelError
-from device.mqtt import Publisher, Topics, audience_message, discovery_messages, make_communicator
-from device.mqtt.publisher import dumps
-from device.spool import Spool, SpoolError
 from device.health import Health
+from device.mqtt import Publisher, Topics, discovery_messages, make_communicator
 from device.notify import Notifier
-from device.wiring import StatusBoard, make_leds, open_display, overrides_from_args
+from device.spool import Spool, SpoolError
+from device.vision_loop import LoopParts, VisionLoop
+from device.windows import Windows
+from device.wiring import StatusBoard, make_leds, open_display, overrides_from_args, preview_for
 from device.worker import DisplayWorker
 
 log = logging.getLogger(__name__)
@@ -37,25 +38,31 @@ EXIT_OK, EXIT_CONFIG, EXIT_MODELS = 0, 2, 3
 
 
 class App:
-    """One run of the appliance. Every part can be injected (tests drive it without hardware).
+    """One run of the appliance: builds the parts once and hands each the collaborators it uses.
+
+    Every part can be injected (tests drive it without hardware).
 
     Args:
         cfg: a completed :class:`device.config.Config`.
         pipeline: object with ``process``/``self_test``/``accelerator``/``model_version``;
-            None builds the real :class:`device.pipeline.VisionPipeline`.
-        open_source: ``(spec, loop, pace) -> FrameSource``; None: ``device.sources.open_source``.
+            None: the models of the provisioning slots (``device.provision_hook``).
+        open_source: ``(spec, loop, pace[, preview]) -> FrameSource``; None:
+            ``device.sources.open_source``.
         comm, leds, sink: MQTT communicator, LEDs and display sink; None builds them from ``cfg``.
         max_frames, duration_s: stop cleanly after this many frames / seconds.
         reload: ``() -> Config`` re-reading the configuration for ``reload-config``.
         notifier: tells systemd about start-up, status and liveness (``device.notify``).
+        build_pipeline: ``(models_cfg, folder) -> pipeline`` for the provisioning slots.
+        on_provision_step: called at each journaled provisioning step (see ``Provisioner``).
     """
 
     def __init__(self, cfg, pipeline=None, open_source=None, comm=None, leds=None, sink=None,
                  max_frames: int | None = None, duration_s: float | None = None, reload=None,
-                 notifier: Notifier | None = None):
+                 notifier: Notifier | None = None, build_pipeline=None, on_provision_step=None):
         self.cfg, self.max_frames, self.duration_s = cfg, max_frames, duration_s
         self.notifier = notifier if notifier is not None else Notifier()
         self._pipeline, self._open_source, self._reload_fn = pipeline, open_source, reload
+        self._build_pipeline, self._on_provision_step = build_pipeline, on_provision_step
         self.stop_event = threading.Event()
         self.reload_requested = False
         self.board = StatusBoard(cfg)
@@ -71,7 +78,12 @@ class App:
             on_link=self._broker_link if cfg.mqtt.host else None)
         self._sink = sink
         self.display: DisplayWorker | None = None
-        self.frames = 0
+        self.loop: VisionLoop | None = None
+
+    @property
+    def frames(self) -> int:
+        """Frames processed so far (the vision loop owns the count)."""
+        return self.loop.frames if self.loop is not None else 0
 
     # -- commands (called on the MQTT thread) --------------------------------------------------
     def _reload(self) -> dict:
@@ -96,7 +108,12 @@ class App:
         if self._pipeline is None:  # the provisioning slots (A/B, rollback) self-test their models
             from device.provision_hook import ProvisionHook
 
-            self._pipeline = ProvisionHook(self).pipeline()
+            hook = ProvisionHook(
+                self.cfg, self.comm, self.topics.prefix,
+                on_models=lambda version: self.board.set(model_version=version),
+                on_step=self._on_provision_step,
+                **({"build": self._build_pipeline} if self._build_pipeline else {}))
+            self._pipeline = hook.pipeline()
         else:
             self._pipeline.self_test()
         p = self._pipeline
@@ -107,11 +124,12 @@ class App:
                 self.cfg.mqtt.discovery_prefix, str(p.model_version)))
         return p
 
-    def _refresh_model_info(self) -> None:
+    def _refresh_model_info(self) -> str:
         """Model facts for status and windows (provisioning may swap models while running)."""
         p = self._pipeline
         self.board.set(model_version=str(p.model_version), accelerator=str(p.accelerator),
                        analyzer_available=bool(getattr(p, "analyzer_available", False)))
+        return str(p.model_version)
 
     def _build_tracking(self):
         from device.aggregate import WindowAggregator
@@ -122,8 +140,17 @@ class App:
         groups = {"age_groups": a.age_groups} if a.age_groups else {}
         self.tracker = Tracker(**opts, **groups)
         self.aggregator = WindowAggregator(
-            window_s=a.window_s, min_dwell_s=a.min_dwell_s, k_anonymity=a.k_anonymity,
+            min_dwell_s=a.min_dwell_s, k_anonymity=a.k_anonymity,
             min_gender_prob=a.min_gender_prob, min_emotion_prob=a.min_emotion_prob, **groups)
+        self.windows = Windows(
+            a.window_s, self.aggregator, self.spool, self.topics.audience, self.cfg.device.id,
+            model_version=self._refresh_model_info, spooled=self._spooled,
+            lost=lambda message: self.board.set(error=message),
+            log_payloads=not self.cfg.mqtt.host)
+
+    def _spooled(self, seq: int) -> None:
+        self.board.set(last_seq=seq)
+        self.publisher.notify()
 
     def _start_display(self) -> None:
         """The display thread; its screen opens over the source once that runs."""
@@ -142,6 +169,16 @@ class App:
                                      snapshot_dir=p.snapshot_dir if p.debug_snapshots else None)
         self.display.start()
 
+    def _source_opener(self):
+        """``() -> FrameSource`` for the configured source, with the preview the screen needs."""
+        s = self.cfg.source
+        opener = self._open_source
+        if opener is None:
+            from device.sources import open_source as opener
+        preview = preview_for(self.cfg.display)
+        extra = {"preview": preview} if preview else {}  # the camera starts its own preview
+        return lambda: opener(s.spec, loop=s.loop, pace=s.pace, **extra)
+
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> int:
         self.leds.starting()
@@ -154,28 +191,31 @@ class App:
             log.error("models failed their self-test: %s", exc)
             self.board.set(state="error", error=f"models: {exc}")
             self.leds.error()
-            self._shutdown(close_window=False)
+            self._shutdown()
             return EXIT_MODELS
         self._build_tracking()
         self._start_display()
-        self.open_window()
         self.board.set(state="running")
         self.notifier.ready(f"models {self.board.get('model_version')} passed their self-test; "
                             f"opening {self.cfg.source.spec}")
-        from device.vision_loop import VisionLoop
-
-        loop = VisionLoop(self, pipeline)
+        camera = CameraStatus(self.board, self.health, self.notifier,
+                              self.publisher.status_changed, self.cfg.source.spec)
+        parts = LoopParts(open_source=self._source_opener(), pipeline=pipeline,
+                          tracker=self.tracker, aggregator=self.aggregator, windows=self.windows,
+                          camera=camera, leds=self.leds, display=self.display,
+                          stop=self.stop_event, watchdog=self.notifier.watchdog)
+        self.loop = VisionLoop(parts, retry_max_s=self.cfg.source.retry_max_s,
+                               max_frames=self.max_frames, duration_s=self.duration_s)
         try:
-            loop.run()
+            self.loop.run()
         finally:
-            self._shutdown(close_window=True, source=loop)
+            self.windows.close(self.tracker.flush())
+            self._shutdown(source=self.loop)
         return EXIT_OK
 
-    def _shutdown(self, close_window: bool, source=None) -> None:
+    def _shutdown(self, source=None) -> None:
         self.board.set(state="stopping")
         self.notifier.stopping()
-        if close_window:
-            self.close_window(final=True)
         if self.display is not None:
             self.display.stop()
         if source is not None:  # after the screen: the DRM view draws over the camera
@@ -183,41 +223,6 @@ class App:
         self.publisher.stop(flush_timeout=5.0)
         self.spool.close()
         self.leds.close()
-
-    # -- windows -------------------------------------------------------------------------------
-    def open_window(self) -> None:
-        self._win_wall, self._win_mono, self.window_frames = time.time(), time.monotonic(), 0
-
-    def window_due(self) -> bool:
-        return time.monotonic() - self._win_mono >= self.cfg.aggregate.window_s
-
-    def close_window(self, final: bool = False) -> None:
-        """Close the open window: aggregates -> spool (fsynced) -> wake the publisher."""
-        if final:
-            for summary in self.tracker.flush():
-                self.aggregator.add(summary)
-        start, end, frames = self._win_wall, time.time(), self.window_frames
-        aggregates = self.aggregator.close(start, end)
-        self.open_window()
-        self._refresh_model_info()
-        model = self.board.get("model_version")
-
-        def payload(seq: int) -> str:
-            return dumps(audience_message(seq, self.cfg.device.id, start, end, aggregates,
-                                          frames=frames, model_version=model))
-
-        try:
-            seq = self.spool.append(self.topics.audience, payload)
-        except SpoolError as exc:  # e.g. the SD card is full: say so loudly, keep counting
-            log.error("window lost: %s", exc)
-            self.board.set(error=str(exc))
-            return
-        self.board.set(last_seq=seq)
-        log.info("window %d: %d visitors, %d watchers, %d frames", seq,
-                 aggregates.get("visitors", 0), aggregates.get("watchers", 0), frames)
-        if not self.cfg.mqtt.host:  # no broker: the log is where the windows can be read
-            log.info("audience %s", payload(seq))
-        self.publisher.notify()
 
 
 def _install_signals(app: App) -> None:
@@ -229,8 +234,11 @@ def _install_signals(app: App) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_main(args) -> int:
-    """``kiosk run``: returns the process exit status (0 after a clean stop)."""
+def run_main(args, **parts) -> int:
+    """``kiosk run``: returns the process exit status (0 after a clean stop).
+
+    ``parts`` go to :class:`App` (e.g. ``build_pipeline``), for programs that embed the appliance.
+    """
     overrides = overrides_from_args(args)
     try:
         cfg = load_config(args.config, overrides)
@@ -240,7 +248,7 @@ def run_main(args) -> int:
     try:
         app = App(cfg, max_frames=getattr(args, "max_frames", None),
                   duration_s=getattr(args, "duration", None),
-                  reload=lambda: load_config(args.config, overrides))
+                  reload=lambda: load_config(args.config, overrides), **parts)
     except SpoolError as exc:
         print(f"kiosk: error: {exc} (set [state] dir or --state-dir to a writable folder)",
               file=sys.stderr)
@@ -250,5 +258,6 @@ def run_main(args) -> int:
     if app.reload_requested:
         log.info("reload-config: restarting with the new configuration")
         app.notifier.send("RELOADING=1", "STATUS=restarting with the new configuration")
-        os.execv(sys.executable, [sys.executable, "-m", "device.cli", *sys.argv[1:]])
+        # the same command line again (``sys.orig_argv``: ``-m device.cli`` or the kiosk script)
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
     return code

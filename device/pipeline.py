@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from device import kat
 from device.align import align_face
 from device.analyzer import Analyzer
 from device.detector import DEFAULT_VARIANT, FaceDetector, default_detector_path, float_detector_path
@@ -121,10 +122,19 @@ class VisionPipeline:
         return list(zip(detections, attrs))
 
     def self_test(self) -> dict:
-        """Run the models on the shipped test picture; ModelError unless they behave.
+        """The models' self-test, the one the appliance runs before it uses a model set.
 
-        Returns what was checked (faces found, and the attributes when an analyzer is installed).
+        First the set's known-answer test (the answers recorded when its bundle was built; a
+        smoke test for models shipped without them, ``device.kat``), then the shipped test
+        picture through the whole pipeline. Each model is used as loaded, never loaded again.
+
+        Returns what the picture gave (faces found, and the attributes when an analyzer is
+        installed). Raises ModelError naming what failed.
         """
+        problems = kat.self_test(self.models_dir, detector_model=self.detector.model,
+                                 analyzer=self.analyzer)
+        if problems:
+            raise ModelError("known-answer test: " + "; ".join(problems))
         spec_file = SELFTEST_DIR / "selftest.json"
         try:
             spec = json.loads(spec_file.read_text())
@@ -151,11 +161,22 @@ def pipeline_for(models_cfg, folder: str | Path) -> VisionPipeline:
     """A pipeline on ``folder`` with the ``[models]`` settings, as the appliance runs it.
 
     A provisioned slot's manifest names its own detector, so ``detector_variant`` applies only to
-    the models installed with the software (``[models] dir``).
+    the models installed with the software (``[models] dir``). ``models_cfg`` None: defaults.
     """
+    if models_cfg is None:
+        return VisionPipeline(folder)
     own = Path(folder) != Path(models_cfg.dir)
     return VisionPipeline(folder, threads=models_cfg.threads,
                           analyze_every=models_cfg.analyze_every,
                           detector_variant=None if own else (models_cfg.detector_variant or None),
                           detector_tiles=models_cfg.detector_tiles,
                           analyzer_flip=models_cfg.analyzer_flip)
+
+
+def model_problems(folder: str | Path, models_cfg=None) -> list[str]:
+    """What is wrong with the model set in ``folder`` (empty: it passed its self-test)."""
+    try:
+        pipeline_for(models_cfg, folder).self_test()
+    except Exception as exc:  # whatever loading or testing raises makes the set unusable
+        return [f"{type(exc).__name__}: {exc}"]
+    return []

@@ -8,37 +8,29 @@ frames without error the switch is confirmed (``applied``); an error rolls back 
 
 Every step is written to a journal first, so ``boot()`` after a kill at any point finds a model
 set that passes its self-test: an unfinished staging is discarded, an unconfirmed switch is
-undone. ``KIOSK_PROVISION_CRASH_AT=<step>`` makes the process die at that step (tests): received,
-staged, kat_passed or switched.
+undone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
 import device
-from device.errors import BundleError
-from device.slots import MODELS_SUBDIR, SlotStore
-from device.models import MODELS_DIR
-from device import kat, keys
+from device import keys
 from device.bundle import Bundle, read_bundle, version_key
+from device.errors import BundleError
+from device.models import MODELS_DIR
+from device.pipeline import model_problems
+from device.slots import MODELS_SUBDIR, SlotStore
 
 log = logging.getLogger(__name__)
 
-CRASH_ENV = "KIOSK_PROVISION_CRASH_AT"
 NO_FRAMES_GRACE_S = 60.0  # after health_s, how long to wait for a first frame before giving up
-
-
-def _crash_point(step: str) -> None:
-    if os.environ.get(CRASH_ENV) == step:
-        log.error("fault injection: dying at provisioning step %r", step)
-        os._exit(86)
 
 
 def result(version: str | None, outcome: str, reason: str = "", **extra) -> dict:
@@ -60,22 +52,27 @@ class Provisioner:
             the new pipeline is in use; raising means the models are unusable.
         publish: ``publish(kind, message)`` with kind ``"result"`` or ``"progress"``; results
             produced before a publisher is attached (at boot) are kept and sent by ``attach``.
-        self_test: ``self_test(models_dir) -> [problems]`` (default: the slot's known-answer test).
+        self_test: ``self_test(models_dir) -> [problems]`` (default: the models' self-test,
+            ``device.pipeline.model_problems``).
         clock: monotonic seconds (tests).
+        on_step: ``on_step(step)`` right after each step is journaled (received, staged,
+            kat_passed, switched): a seam for tests that interrupt an installation there.
     """
 
     def __init__(self, state_dir, trusted_keys=(), health_s: float = 120.0,
                  allow_downgrade: bool = False, factory_dir: Path = MODELS_DIR,
                  reload: Callable[[Path], None] | None = None,
                  publish: Callable[[str, dict], None] | None = None,
-                 self_test: Callable[[Path], list[str]] = kat.self_test,
+                 self_test: Callable[[Path], list[str]] = model_problems,
                  clock: Callable[[], float] = time.monotonic,
-                 app_version: str = device.__version__):
+                 app_version: str = device.__version__,
+                 on_step: Callable[[str], None] | None = None):
         self.store = SlotStore(Path(state_dir) / MODELS_SUBDIR, factory_dir)
         self.trusted = keys.trusted_keyring(trusted_keys)
         self.health_s, self.allow_downgrade = float(health_s), bool(allow_downgrade)
         self.reload, self.self_test, self.clock = reload, self_test, clock
         self.app_version, self._publish = app_version, publish
+        self._on_step = on_step
         self._unsent: list[tuple[str, dict]] = []
         self._watch: dict | None = None
         self._sha: str | None = None  # of the bundle being handled
@@ -181,7 +178,7 @@ class Provisioner:
             try:
                 self.store.ensure()
                 self._journal("received")
-                _crash_point("received")
+                self._step("received")
                 return self._install(bundle, offline)
             except OSError as exc:  # disk full, read-only card: nothing was switched yet
                 self.store.undo(self.store.read_journal() or {})
@@ -227,7 +224,7 @@ class Provisioner:
                                 "created": bundle.manifest.get("created")})
         folder = self.store.stage(slot, manifest, bundle.files)
         self._journal("staged", version=version, slot=slot, previous=previous)
-        _crash_point("staged")
+        self._step("staged")
         self._progress(version, "staged")
         problems = self.self_test(folder)
         if problems:
@@ -236,7 +233,7 @@ class Provisioner:
             return self._send("result", result(version, "rejected", "known-answer test failed: "
                                                + "; ".join(problems)))
         self._journal("kat_passed", version=version, slot=slot, previous=previous)
-        _crash_point("kat_passed")
+        self._step("kat_passed")
         self._progress(version, "kat_passed")
         self._journal("switching", version=version, slot=slot, previous=previous)
         self.store.switch(slot)
@@ -244,7 +241,7 @@ class Provisioner:
                                  trial_on_boot=offline)
         if offline:
             return result(version, "installed", "on trial at the next boot", slot=slot)
-        _crash_point("switched")
+        self._step("switched")
         self._progress(version, "switched")
         try:
             self._reload(folder)
@@ -255,6 +252,10 @@ class Provisioner:
 
     def _journal(self, step: str, **entry) -> None:
         self.store.write_journal(step=step, sha256=self._sha, **entry)
+
+    def _step(self, step: str) -> None:
+        if self._on_step is not None:
+            self._on_step(step)
 
     def _reload(self, folder: Path) -> None:
         self.models_dir = folder

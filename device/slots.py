@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 
 from device.errors import ModelError
@@ -249,11 +248,3 @@ class SlotStore:
             self.invalidate(staged)
         self.clear_journal()
         return outcome
-
-    def remove_all(self) -> None:
-        """Delete the slots, pointer and journal (tests; a factory reset)."""
-        shutil.rmtree(self.root / "slots", ignore_errors=True)
-        for name in (ACTIVE, JOURNAL, FACTORY_SEEN):
-            p = self.root / name
-            if p.is_symlink() or p.exists():
-                p.unlink()

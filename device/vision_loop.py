@@ -1,33 +1,69 @@
 """The per-frame loop of ``kiosk run``, including the camera-lost backoff.
 
 It runs on the main thread and only ever hands work to other threads through non-blocking calls
-(``DisplayWorker.submit``, ``Publisher.notify``), so a slow screen or a dead broker cannot stall it.
+(``DisplayWorker.submit``, the publisher's notify), so a slow screen or a dead broker cannot stall
+it. It is handed every part it uses (:class:`LoopParts`) and owns the frame count.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from device.errors import SourceError
-from device.wiring import FpsMeter, preview_for, process_age_s
+from device.wiring import FpsMeter, process_age_s
 
 log = logging.getLogger(__name__)
 
 BACKOFF_START_S = 1.0
 
 
+@dataclass
+class LoopParts:
+    """What the vision loop works with.
+
+    Attributes:
+        open_source: ``() -> FrameSource`` for the configured source (raises SourceError).
+        pipeline: frame -> [(detection, attributes)] (``device.pipeline.VisionPipeline``).
+        tracker, aggregator: tracks across frames, and the open window's counts.
+        windows: the window clock and closing (``device.windows.Windows``).
+        camera: status, LED and systemd reports about the source (``CameraStatus``).
+        leds: presence and emotion LEDs.
+        display: the display thread, or None without a screen.
+        stop: set to stop the loop (signals, ``reload-config``).
+        watchdog: ``() -> None`` called often, to show systemd the loop is alive.
+    """
+
+    open_source: Callable
+    pipeline: object
+    tracker: object
+    aggregator: object
+    windows: object
+    camera: object
+    leds: object
+    display: object | None
+    stop: threading.Event
+    watchdog: Callable[[], object]
+
+
 class VisionLoop:
     """Reads frames until stopped, the source ends, or ``max_frames``/``duration_s`` is reached.
 
     Args:
-        app: the :class:`device.app.App` (config, tracker, aggregator, windows, LEDs, status).
-        pipeline: the vision pipeline.
+        parts: the collaborators (:class:`LoopParts`).
+        retry_max_s: longest pause between attempts to reopen a lost source.
+        max_frames, duration_s: stop cleanly after this many frames / seconds.
     """
 
-    def __init__(self, app, pipeline):
-        self.app, self.pipeline = app, pipeline
+    def __init__(self, parts: LoopParts, retry_max_s: float = 30.0,
+                 max_frames: int | None = None, duration_s: float | None = None):
+        self.p = parts
+        self.retry_max_s, self.max_frames, self.duration_s = retry_max_s, max_frames, duration_s
         self.source = None
+        self.frames = 0
         self.backoff = BACKOFF_START_S
         self._delivering = False  # the open source has delivered a frame
         self.fps = FpsMeter()
@@ -37,9 +73,9 @@ class VisionLoop:
 
     def run(self) -> None:
         """Process frames until stopped; the source stays open for :meth:`close`."""
-        app = self.app
-        while not app.stop_event.is_set() and not self._limits_reached():
-            app.notifier.watchdog()
+        p = self.p
+        while not p.stop.is_set() and not self._limits_reached():
+            p.watchdog()
             if self.source is None and not self._open():
                 continue
             try:
@@ -48,14 +84,15 @@ class VisionLoop:
                 self._lost(exc)
                 continue
             if frame is None:
-                log.info("source %s ended", app.cfg.source.spec)
-                app.board.set(camera="ended")
+                p.camera.ended()
                 break
             if not self._delivering:
-                self._back()
+                self._delivering = True
+                self.backoff = BACKOFF_START_S
+                p.camera.ok()
             self._process(frame)
-            if app.window_due():
-                app.close_window()
+            if p.windows.due():
+                p.windows.close()
 
     def close(self) -> None:
         """Close the source (after the screen that may draw over its camera has stopped)."""
@@ -64,109 +101,85 @@ class VisionLoop:
             self.source = None
 
     def _limits_reached(self) -> bool:
-        if self.app.max_frames is not None and self.app.frames >= self.app.max_frames:
-            log.info("stopping after %d frames (--max-frames)", self.app.frames)
+        if self.max_frames is not None and self.frames >= self.max_frames:
+            log.info("stopping after %d frames (--max-frames)", self.frames)
             return True
-        if self.app.duration_s is not None and \
-                time.monotonic() - self._started >= self.app.duration_s:
-            log.info("stopping after %.1f s (--duration)", self.app.duration_s)
+        if self.duration_s is not None and time.monotonic() - self._started >= self.duration_s:
+            log.info("stopping after %.1f s (--duration)", self.duration_s)
             return True
         return False
 
     # -- the source ----------------------------------------------------------------------------
     def _open(self) -> bool:
-        """Open the source; on failure wait (backoff, capped) and return False."""
-        cfg, app = self.app.cfg.source, self.app
-        opener = app._open_source
-        if opener is None:
-            from device.sources import open_source as opener
-        preview = preview_for(app.cfg.display)
-        try:  # the camera starts its own preview, when the screen draws over it
-            self.source = opener(cfg.spec, loop=cfg.loop, pace=cfg.pace,
-                                 **({"preview": preview} if preview else {}))
+        """Open the source; on failure wait (backoff, capped) and return False.
+
+        It counts as working only once it delivers a frame, so one that opens but cannot deliver
+        (a folder of corrupt images, a camera that hangs) keeps backing off.
+        """
+        try:
+            self.source = self.p.open_source()
         except SourceError as exc:
             self._lost(exc)
             return False
         self._delivering = False
-        if app.display is not None:
-            app.display.attach(self.source)
+        if self.p.display is not None:
+            self.p.display.attach(self.source)
         return True
 
-    def _back(self) -> None:
-        """The source delivered its first frame since it (re)opened: it counts as working only
-        now, so one that opens but cannot deliver (a folder of corrupt images, a camera that
-        hangs) keeps backing off instead of being retried every second."""
-        app, spec = self.app, self.app.cfg.source.spec
-        self._delivering = True
-        if app.board.get("camera") == "lost":
-            log.info("source %s is back", spec)
-        app.board.set(camera="ok", state="running", error=None)
-        app.publisher.status_changed()
-        app.health.update(camera="ok")
-        app.notifier.status(f"counting from {spec}")
-        self.backoff = BACKOFF_START_S
-
     def _lost(self, exc: Exception) -> None:
-        app = self.app
+        p = self.p
         if self.source is not None:
-            if app.display is not None:
-                app.display.attach(None)  # the screen lets go of this camera first
+            if p.display is not None:
+                p.display.attach(None)  # the screen lets go of this camera first
             self.source.close()
             self.source = None
-            for summary in app.tracker.flush():  # a new scene when it comes back
-                app.aggregator.add(summary)
-        log.error("source %s unavailable: %s; retrying in %.0f s", app.cfg.source.spec, exc,
-                  self.backoff)
-        app.board.set(camera="lost", error=f"source: {exc}", fps=0.0)
-        app.publisher.status_changed()
-        app.health.update(camera="lost")
-        app.notifier.status(f"source {app.cfg.source.spec} unavailable ({exc}); retrying")
-        app.leds.presence(False)
+            for summary in p.tracker.flush():  # a new scene when it comes back
+                p.aggregator.add(summary)
+        p.camera.lost(exc, self.backoff)
+        p.leds.presence(False)
         self._presence = False
         self._wait(self.backoff)
-        self.backoff = min(self.backoff * 2, app.cfg.source.retry_max_s)
+        self.backoff = min(self.backoff * 2, self.retry_max_s)
 
     def _wait(self, seconds: float) -> None:
         """Sleep, but keep closing windows on time and wake at once when stopped."""
         end = time.monotonic() + seconds
-        while not self.app.stop_event.is_set() and not self._limits_reached():
+        while not self.p.stop.is_set() and not self._limits_reached():
             left = end - time.monotonic()
             if left <= 0:
                 return
-            self.app.notifier.watchdog()
-            self.app.stop_event.wait(min(left, 0.25))
-            if self.app.window_due():
-                self.app.close_window()
+            self.p.watchdog()
+            self.p.stop.wait(min(left, 0.25))
+            if self.p.windows.due():
+                self.p.windows.close()
 
     # -- one frame -----------------------------------------------------------------------------
     def _process(self, frame) -> None:
-        app = self.app
-        results = self.pipeline.process(frame)
+        p = self.p
+        results = p.pipeline.process(frame)
         detections = [d for d, _ in results]
-        tracks = app.tracker.update(detections, [a for _, a in results], frame.timestamp)
-        for summary in app.tracker.pop_finished():
-            app.aggregator.add(summary)
-        app.frames += 1
-        app.window_frames += 1
-        if app.frames == 1:
+        tracks = p.tracker.update(detections, [a for _, a in results], frame.timestamp)
+        for summary in p.tracker.pop_finished():
+            p.aggregator.add(summary)
+        self.frames += 1
+        p.windows.count_frame()
+        if self.frames == 1:
             age = process_age_s()
             log.info("first frame analysed %s after the process started",
                      f"{age:.2f} s" if age is not None else "(process start unknown)")
         fps = self.fps.tick()
-        if app.frames % 10 == 1:
-            app.board.set(fps=round(fps, 2))
+        if self.frames % 10 == 1:
+            p.camera.fps(fps)
         self._update_leds(tracks)
-        if app.display is not None and app.display.due():  # most frames are not shown
-            status = {"fps": round(fps, 1), "accelerator": app.board.get("accelerator"),
-                      "model_version": app.board.get("model_version")}
-            app.display.submit(frame.image, tracks, app.aggregator.current(), status,
-                               blur_boxes=[d.box for d in detections])
+        if p.display is not None and p.display.due():  # most frames are not shown
+            p.display.submit(frame.image, tracks, p.aggregator.current(),
+                             p.camera.screen_line(fps), blur_boxes=[d.box for d in detections])
 
     def _update_leds(self, tracks) -> None:
         present = bool(tracks)
         if present != self._presence:
             self._presence = present
-            self.app.leds.presence(present)
+            self.p.leds.presence(present)
         emotion = None
         if tracks:
             attrs = [t.attributes for t in tracks if t.attributes is not None]
@@ -174,4 +187,4 @@ class VisionLoop:
                 emotion = max(attrs, key=lambda a: a.emotions[a.emotion]).emotion
         if emotion != self._emotion:
             self._emotion = emotion
-            self.app.leds.emotion(emotion)
+            self.p.leds.emotion(emotion)

@@ -101,27 +101,8 @@ def test_close_resets_and_current_does_not():
     assert agg.current()["visitors"] == 0 and agg.current()["impressions"] == 0
 
 
-def test_close_due_keeps_windows_aligned():
-    agg = WindowAggregator(window_s=60)
-    assert agg.close_due(100.0) is None  # first call opens the window
-    agg.add(summary())
-    assert agg.close_due(159.9) is None
-    first = agg.close_due(161.0)
-    assert (first["window_start"], first["window_end"], first["impressions"]) == (100, 160, 1)
-    # after a stall, each call closes one aligned (empty) window
-    second = agg.close_due(300.0)
-    third = agg.close_due(300.0)
-    assert (second["window_start"], third["window_start"]) == (160, 220)
-    assert second["impressions"] == 0 and agg.close_due(300.0) is None
-
-
 def test_custom_age_groups_and_foreign_labels():
     agg = WindowAggregator(k_anonymity=0, age_groups=("0-17", "18-64", "65+"))
     agg.add(summary(age_group="18-64"))
     agg.add(summary(age_group="25-37"))  # not one of this window's groups
     assert agg.close(0, 1)["age_groups"] == {"0-17": 0, "18-64": 1, "65+": 0, "unknown": 1}
-
-
-def test_bad_window_length_is_rejected():
-    with pytest.raises(ValueError, match="window_s"):
-        WindowAggregator(window_s=0)

@@ -9,7 +9,7 @@ from tests.shared_data import sample
 
 def count_clip(path, passes=1):
     pipeline, tracker = VisionPipeline(), Tracker()
-    window = WindowAggregator(window_s=600, k_anonymity=3)
+    window = WindowAggregator(k_anonymity=3)
     summaries, t_end = [], 0.0
     with open_source(str(path), loop=passes > 1) as src:
         fps_frames = None

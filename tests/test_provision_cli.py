@@ -12,8 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from device.provision import CRASH_ENV
-from device.provision_hook import FAULT_ENV
 from provisioning.cli import main
 from tests.provision_fixtures import (  # noqa: F401  (fixtures)
     bundles, good_models, make_models, other_key, signing_key)
@@ -54,12 +52,14 @@ dir = "{self.state}"
         self.log = tmp / "appliance.log"
         self.proc: subprocess.Popen | None = None
 
-    def start(self, **env) -> None:
-        full = {k: v for k, v in os.environ.items() if k not in (CRASH_ENV, FAULT_ENV)}
+    def start(self, *faults: str) -> None:
+        """Start it; ``faults`` go to ``tests.appliance_faults`` (e.g. "--die-at", "staged")."""
+        command = (["-m", "tests.appliance_faults", *faults, "--"] if faults
+                   else ["-m", "device.cli", "run"])
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "device.cli", "run", "--config", str(self.config)],
-                cwd=ROOT, env={**full, **env}, stdout=log, stderr=subprocess.STDOUT)
+                [sys.executable, *command, "--config", str(self.config)],
+                cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
 
     def wait_exit(self, timeout: float = 60) -> int:
         return self.proc.wait(timeout)
@@ -233,7 +233,7 @@ def test_bad_bundles_are_rejected_over_mqtt(tmp_path, appliance, watch, mosquitt
 @pytest.mark.slow
 def test_models_failing_after_the_swap_are_rolled_back(tmp_path, appliance, watch, mosquitto,
                                                        bundles, capsys):
-    appliance.start(**{FAULT_ENV: "2.0.0"})
+    appliance.start("--fail-models", "2.0.0")
     assert status_with(watch, "k1", "1.0.0"), appliance.tail()
     assert flash(tmp_path, bundles["v2"], mosquitto, "--device", "k1") == 1
     out = capsys.readouterr().out
@@ -249,7 +249,7 @@ def test_models_failing_after_the_swap_are_rolled_back(tmp_path, appliance, watc
                                            ("switched", "rolled_back")])
 def test_kill_at_each_step_restarts_on_working_models(tmp_path, appliance, watch, mosquitto,
                                                       bundles, step, outcome):
-    appliance.start(**{CRASH_ENV: step})
+    appliance.start("--die-at", step)
     assert status_with(watch, "k1", "1.0.0"), appliance.tail()
     watch.publish("kiosk/k1/provision/bundle", bundles["v2"])
     assert appliance.wait_exit(60) == 86, appliance.tail()

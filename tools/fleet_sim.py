@@ -127,7 +127,7 @@ class SimKiosk:
         self.topics = Topics(f"{root}/{plan.device_id}/")
         self.virtual_now = time.time()
         self.spool = Spool(":memory:", max_age_s=plan.max_age_s, clock=lambda: self.virtual_now)
-        self.aggregator = WindowAggregator(window_s=window_s)
+        self.aggregator = WindowAggregator()
         cfg = SimpleNamespace(device=SimpleNamespace(id=plan.device_id),
                               source=SimpleNamespace(spec="simulated"),
                               aggregate=SimpleNamespace(window_s=window_s),
