@@ -5,8 +5,8 @@ translation) onto fixed positions in a square crop, so the face comes out uprigh
 
 The template matches the framing of FER2013's 48x48 faces, measured with the BlazeFace short-range
 detector on 400 random FER2013Train images (373 found): eye midpoint at (0.50, 0.38) of the crop,
-eyes 0.39 of the crop width apart. FER crops therefore need no re-framing, and UTKFace chips or camera
-faces aligned here look like FER faces to the model.
+eyes 0.39 of the crop width apart. FER crops therefore need no re-framing, and UTKFace chips or
+camera faces aligned here look like FER faces to the model.
 """
 
 from __future__ import annotations

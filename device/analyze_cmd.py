@@ -31,14 +31,17 @@ def damage(source) -> str:
 def format_row(rec: dict) -> str:
     box = "{:.0f},{:.0f},{:.0f},{:.0f}".format(*rec["box"])
     if "age" in rec:
-        attrs = (f"{rec['age']:5.1f}  {rec['age_group']:>6}  {rec['gender']:<6} {rec['gender_prob']:.2f}"
-                 f"  {rec['emotion']:<8} {rec['emotions'][rec['emotion']]:.2f}")
+        attrs = (f"{rec['age']:5.1f}  {rec['age_group']:>6}  {rec['gender']:<6} "
+                 f"{rec['gender_prob']:.2f}  {rec['emotion']:<8} "
+                 f"{rec['emotions'][rec['emotion']]:.2f}")
     else:
         attrs = "    -       -  -         -  -           -"
-    return f"{Path(rec['file']).name[:28]:<28} {rec['frame']:>5} {box:>19} {rec['score']:.2f}  {attrs}"
+    name = Path(rec["file"]).name[:28]
+    return f"{name:<28} {rec['frame']:>5} {box:>19} {rec['score']:.2f}  {attrs}"
 
 
-HEADER = (f"{'file':<28} {'frame':>5} {'box x1,y1,x2,y2':>19} {'det':>4}  {'age':>5}  {'group':>6}  "
+HEADER = (f"{'file':<28} {'frame':>5} {'box x1,y1,x2,y2':>19} {'det':>4}  {'age':>5}  "
+          f"{'group':>6}  "
           f"{'gender':<6} {'p':>4}  {'emotion':<8} {'p':>4}")
 
 

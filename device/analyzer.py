@@ -7,7 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from device.errors import ModelError, NoAttributeModel
-from device.manifest import DEFAULT_AGE_GROUPS, age_group, load_manifest, model_path, parse_age_groups
+from device.manifest import (
+    DEFAULT_AGE_GROUPS,
+    age_group,
+    load_manifest,
+    model_path,
+    parse_age_groups,
+)
 from device.runtime import TFLiteModel, pixel_lut
 from device.types import EMOTIONS, GENDERS, FaceAttributes
 
@@ -71,7 +77,8 @@ class Analyzer:
     def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None,
                  flip: bool | None = None):
         if not (Path(models_dir) / "manifest.json").is_file():
-            raise NoAttributeModel(f"no attribute model is installed: no manifest.json in {models_dir}")
+            raise NoAttributeModel(
+                f"no attribute model is installed: no manifest.json in {models_dir}")
         manifest = load_manifest(models_dir)
         entry = manifest.get("analyzer")
         if not entry:
@@ -108,7 +115,8 @@ class Analyzer:
         """Aligned uint8 crops to the input tensor's own type and scale."""
         x = np.stack([c if c.ndim == 3 else c[..., None] for c in crops])
         if x.shape[1:] != (self.size, self.size, self.channels):
-            raise ValueError(f"crops must be {self.size}x{self.size}x{self.channels}, got {x.shape[1:]}")
+            raise ValueError(f"crops must be {self.size}x{self.size}x{self.channels}, "
+                             f"got {x.shape[1:]}")
         if x.dtype != np.uint8:
             raise ValueError(f"crops must be uint8 images, got {x.dtype}")
         return self._lut[x]

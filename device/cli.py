@@ -14,7 +14,8 @@ def _add_analyze(sub) -> None:
     p = sub.add_parser("analyze", help="every face in images or videos, with its attributes")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image, video or folder of images")
     p.add_argument("--json", action="store_true", help="JSON lines instead of a table")
-    p.add_argument("--every", type=int, default=1, metavar="N", help="analyze every N-th video frame")
+    p.add_argument("--every", type=int, default=1, metavar="N",
+                   help="analyze every N-th video frame")
     p.add_argument("--threads", type=int, default=1, help="interpreter threads (default 1)")
     p.add_argument("--models", metavar="DIR", help="models folder (default: the installed models)")
 

@@ -145,7 +145,8 @@ class DisplayConfig:
     blur_faces: bool = True
     png_every: int = field(default=5, metadata=POSITIVE)  # png sink: write every N-th shown frame
     max_fps: float = field(default=15.0, metadata=POSITIVE)  # screen refreshes per second at most
-    max_width: int = field(default=1280, metadata=NON_NEGATIVE)  # wider frames shrink first; 0: never
+    # wider camera frames are shrunk before drawing; 0: never
+    max_width: int = field(default=1280, metadata=NON_NEGATIVE)
 
 
 @dataclass(frozen=True)

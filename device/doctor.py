@@ -43,8 +43,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from device.doctor_checks import (
-    BROKER_TIMEOUT_S, FAIL, OK, SKIP, WARN, Check, build_pipeline, check_accelerator, check_broker,
-    check_camera, check_clock, check_display, check_models, check_spool, models_folder,
+    BROKER_TIMEOUT_S,
+    FAIL,
+    OK,
+    SKIP,
+    WARN,
+    Check,
+    build_pipeline,
+    check_accelerator,
+    check_broker,
+    check_camera,
+    check_clock,
+    check_display,
+    check_models,
+    check_spool,
+    models_folder,
     read_clock_sync,
 )
 

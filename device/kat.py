@@ -311,8 +311,9 @@ def _check_detector(det: FaceDetector, k: dict) -> list[str]:
     if diff["unpaired"]:
         return problems + [f"detector found {diff['unpaired']} of the {want} recorded faces "
                            f"in other places"]
-    for key, what, unit in (("box_px", "boxes moved", " px"), ("keypoint_px", "keypoints moved",
-                                                                " px"), ("score", "scores differ", "")):
+    for key, what, unit in (("box_px", "boxes moved", " px"),
+                            ("keypoint_px", "keypoints moved", " px"),
+                            ("score", "scores differ", "")):
         if not diff[key] <= tol[key]:
             problems.append(f"detector {what} by {diff[key]:.3f}{unit} (tolerance {tol[key]:g})")
     return problems

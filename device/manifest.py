@@ -99,7 +99,7 @@ def parse_age_groups(groups) -> list[tuple[str, float, float]]:
 
 def age_group(age: float, groups: list[tuple[str, float, float]]) -> str:
     """The label of the group that holds ``age`` (below the first: first; above the last: last)."""
-    for label, low, high in groups:
+    for label, _low, high in groups:
         if age < high:
             return label
     return groups[-1][0]

@@ -12,11 +12,16 @@ import numpy as np
 from device import kat
 from device.align import align_face
 from device.analyzer import Analyzer
-from device.detector import DEFAULT_VARIANT, FaceDetector, default_detector_path, float_detector_path
+from device.detector import (
+    DEFAULT_VARIANT,
+    FaceDetector,
+    default_detector_path,
+    float_detector_path,
+)
 from device.errors import ModelError, NoAttributeModel
 from device.manifest import load_manifest, model_path
-from device.types import Detection, FaceAttributes, Frame
 from device.models import MODELS_DIR
+from device.types import Detection, FaceAttributes, Frame
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +87,7 @@ class VisionPipeline:
 
     @property
     def accelerator(self) -> str:
-        return self.detector.model.accelerator if hasattr(self.detector.model, "accelerator") else "cpu"
+        return getattr(self.detector.model, "accelerator", "cpu")
 
     @property
     def model_version(self) -> str:
@@ -93,8 +98,8 @@ class VisionPipeline:
 
     def describe(self) -> dict:
         """Names of the models in use, for status messages and benchmarks."""
-        return {"detector": Path(self.detector.model.path).name if hasattr(self.detector.model, "path")
-                else "custom",
+        path = getattr(self.detector.model, "path", None)
+        return {"detector": Path(path).name if path is not None else "custom",
                 "analyzer": self.analyzer.name if self.analyzer else None,
                 "analyzer_flip": self.analyzer.flip if self.analyzer else None,
                 "accelerator": self.accelerator, "model_version": self.model_version}
@@ -103,7 +108,8 @@ class VisionPipeline:
         """Aligned crops for the analyzer, one per detection."""
         size = self.analyzer.size if self.analyzer else 64
         gray = (self.analyzer.channels == 1) if self.analyzer else True
-        return [align_face(image, d.right_eye, d.left_eye, size=size, gray=gray) for d in detections]
+        return [align_face(image, d.right_eye, d.left_eye, size=size, gray=gray)
+                for d in detections]
 
     def process(self, frame: Frame | np.ndarray) -> list[tuple[Detection, FaceAttributes | None]]:
         """Faces in one frame with their attributes (None when not analyzed on this frame)."""
@@ -140,12 +146,14 @@ class VisionPipeline:
             spec = json.loads(spec_file.read_text())
             image = cv2.imread(str(SELFTEST_DIR / spec["image"]))
         except (OSError, KeyError, json.JSONDecodeError) as exc:
-            raise ModelError(f"self-test picture missing or unreadable in {SELFTEST_DIR}: {exc}") from exc
+            raise ModelError(f"self-test picture missing or unreadable in {SELFTEST_DIR}: "
+                             f"{exc}") from exc
         if image is None:
             raise ModelError(f"self-test picture {spec['image']} cannot be decoded")
         faces = self.detector.detect(image)
         if len(faces) != spec["faces"]:
-            raise ModelError(f"self-test: detector found {len(faces)} faces, expected {spec['faces']}")
+            raise ModelError(f"self-test: detector found {len(faces)} faces, "
+                             f"expected {spec['faces']}")
         result = {"faces": len(faces)}
         if self.analyzer is not None:
             attrs = self.analyzer.analyze(self.crops(image, faces))

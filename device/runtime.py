@@ -143,8 +143,8 @@ def _warn_no_xnnpack(name: str) -> None:
         return
     _warned.add(name)
     log.warning("XNNPACK did not start for %s (the runtime could not read this CPU's description, "
-                "/sys/devices/system/cpu or /proc/cpuinfo); TFLite's own kernels run it. Their int8 "
-                "answers differ from XNNPACK's, which are the same on x86 and ARM, by a few "
+                "/sys/devices/system/cpu or /proc/cpuinfo); TFLite's own kernels run it. Their "
+                "int8 answers differ from XNNPACK's, which are the same on x86 and ARM, by a few "
                 "quantisation steps", name)
 
 
@@ -194,8 +194,8 @@ class TensorSpec:
 
 def _spec(d: dict) -> TensorSpec:
     scale, zero = d.get("quantization", (0.0, 0))
-    return TensorSpec(d["index"], d["name"], tuple(int(s) for s in d["shape"]), np.dtype(d["dtype"]),
-                      float(scale), int(zero))
+    return TensorSpec(d["index"], d["name"], tuple(int(s) for s in d["shape"]),
+                      np.dtype(d["dtype"]), float(scale), int(zero))
 
 
 def quantize(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
@@ -277,7 +277,8 @@ class TFLiteModel:
         return "xnnpack" if any(op.get("op_name") == "DELEGATE" for op in ops) else "builtin"
 
     def _signature_output_names(self) -> dict[int, str]:
-        """Tensor index -> output name from the model's signature (Keras head names survive there)."""
+        """Tensor index -> output name from the model's signature (Keras head names survive
+        there)."""
         try:
             sigs = self.interpreter._get_full_signature_list()
         except AttributeError:

@@ -11,7 +11,8 @@ import numpy as np
 
 # Order of the detector's six keypoints (MediaPipe BlazeFace order, from the subject's view:
 # "right eye" is the subject's right eye, which appears on the LEFT of the image).
-KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion", "left_ear_tragion")
+KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion",
+                  "left_ear_tragion")
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 GENDERS = ("male", "female")

@@ -24,9 +24,9 @@ away. Every window thus reaches the backstop worker once more. It holds such a c
 second, then skips it if the window is stored by then (its own shared copy, in a bounded
 in-memory set, or another worker's, by one query per batch) and writes only the rest: the
 windows that no shared subscription took. Dropping backstop copies unseen is not safe: one that
-arrives after the shared subscription is back may still have been queued before it existed. One backstop worker
-per group is enough (``--no-backstop`` for the others); two if a broker restart may coincide
-with one of them being down for long.
+arrives after the shared subscription is back may still have been queued before it existed. One
+backstop worker per group is enough (``--no-backstop`` for the others); two if a broker restart
+may coincide with one of them being down for long.
 
 Shared subscriptions get no retained messages, so at start a worker also reads the retained
 ``status`` and ``availability`` of every kiosk once, through a second, short-lived connection.

@@ -18,8 +18,15 @@ from html import escape
 from pathlib import Path
 
 from fleet import svg
-from fleet.report_data import (ATTENTION_BINS, DWELL_BINS, Summary, bin_labels, default_site,
-                               health, summarize)
+from fleet.report_data import (
+    ATTENTION_BINS,
+    DWELL_BINS,
+    Summary,
+    bin_labels,
+    default_site,
+    health,
+    summarize,
+)
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"DejaVu Sans",sans-serif;

@@ -7,11 +7,11 @@ import datetime as dt
 from pathlib import Path
 
 import device
+from device import kat
+from device.bundle import parse_version
 from device.errors import BundleError, ModelError
 from device.manifest import load_manifest, model_path
 from device.runtime import cpu_twin, runtime_name
-from device import kat
-from device.bundle import parse_version
 from provisioning.bundle import FORMAT, write_bundle
 
 KAT_KERNELS = ("builtin", "reference")  # checked besides the runtime's default (XNNPACK)
@@ -49,7 +49,7 @@ def build_manifest(models_dir: Path, version: str, min_app_version: str | None =
     models = copy.deepcopy(load_manifest(models_dir))
     models.pop("kat", None)  # a slot's own answers are replaced by fresh ones
     models["version"] = str(version)
-    created = created or dt.datetime.now(dt.timezone.utc)
+    created = created or dt.datetime.now(dt.UTC)
     answers = kat.record(models_dir)
     failed = {k: p for k, p in kat.check_kernels(models_dir, answers, KAT_KERNELS).items() if p}
     if failed:

@@ -20,8 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from device.errors import BundleError, KioskError
 from device.bundle import read_bundle
+from device.errors import BundleError, KioskError
 from device.keys import key_id, load_public_key, public_b64, trusted_keyring
 from device.pipeline import model_problems
 from provisioning import keys

@@ -12,5 +12,6 @@ def sample(name: str) -> Path:
     """Path of a sample file; fails (never skips) with the reason when it is not there."""
     path = SAMPLES / name
     if not path.is_file():
-        pytest.fail(f"sample footage {path} is missing: these tests need ../shared/data beside the clone")
+        pytest.fail(f"sample footage {path} is missing: these tests need ../shared/data beside "
+                    "the clone")
     return path

@@ -21,8 +21,10 @@ def models_dir(tmp_path_factory):
 
 def test_default_age_groups_are_the_papers_eight_made_contiguous():
     groups = parse_age_groups(["0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+"])
-    assert [age_group(a, groups) for a in (0, 2.9, 3, 7.99, 8, 24.5, 25, 37.9, 38, 59.9, 60, 99)] == [
-        "0-2", "0-2", "3-7", "3-7", "8-14", "15-24", "25-37", "25-37", "38-47", "48-59", "60+", "60+"]
+    ages = (0, 2.9, 3, 7.99, 8, 24.5, 25, 37.9, 38, 59.9, 60, 99)
+    assert [age_group(a, groups) for a in ages] == [
+        "0-2", "0-2", "3-7", "3-7", "8-14", "15-24", "25-37", "25-37", "38-47", "48-59", "60+",
+        "60+"]
 
 
 @pytest.mark.parametrize("bad", [["0-2", "4-7"], ["a-b"], [], ["5-3"]])
@@ -35,7 +37,8 @@ def test_decode_age_regression_and_distribution():
     assert decode_age(np.array([[31.5], [4.0]]), {"kind": "regression"}).tolist() == [31.5, 4.0]
     probs = np.zeros((1, 101))
     probs[0, 20], probs[0, 30] = 0.5, 0.5
-    assert decode_age(probs, {"kind": "distribution", "bins": list(range(101))})[0] == pytest.approx(25)
+    head = {"kind": "distribution", "bins": list(range(101))}
+    assert decode_age(probs, head)[0] == pytest.approx(25)
     with pytest.raises(ModelError):
         decode_age(probs, {"kind": "histogram"})
 

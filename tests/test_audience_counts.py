@@ -1,4 +1,5 @@
-"""End to end on real footage: the shipped models, tracking and a window count people, not frames."""
+"""End to end on real footage: the shipped models, tracking and a window count people, not
+frames."""
 
 from device.aggregate import WindowAggregator
 from device.pipeline import VisionPipeline

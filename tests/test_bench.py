@@ -2,8 +2,8 @@
 
 import json
 
-from tools.bench import main, run_bench
 from tests.shared_data import sample
+from tools.bench import main, run_bench
 
 KEYS = {"frames", "faces", "fps", "ms_per_frame_p50", "ms_per_frame_p95", "peak_rss_mb",
         "detector", "analyzer", "analyzer_flip", "accelerator"}
@@ -20,7 +20,8 @@ def test_bench_report_on_a_clip(tmp_path):
 
 def test_bench_cli_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--source", str(sample("multiface.jpg")), "--repeat", "3", "--json", str(out)]) == 0
+    assert main(["--source", str(sample("multiface.jpg")), "--repeat", "3",
+                 "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["frames"] == 3 and report["faces"] == 18
     assert "ms_per_frame_p50" in capsys.readouterr().out

@@ -10,14 +10,13 @@ import zipfile
 
 import pytest
 
-from device.errors import BundleError, KioskError
 from device import kat
 from device import keys as device_keys
 from device.bundle import MANIFEST, SIGNATURE, read_bundle, version_key
+from device.errors import BundleError, KioskError
 from provisioning import keys
 from provisioning.bundle import write_bundle
-from tests.provision_fixtures import (  # noqa: F401  (fixtures)
-    DETECTOR, bundles, good_models, other_key, signing_key)
+from tests.provision_fixtures import DETECTOR, bundles, good_models, other_key, signing_key  # noqa: F401  (fixtures)
 
 
 @pytest.fixture()
@@ -67,7 +66,8 @@ def test_keygen_private_key_is_owner_only(tmp_path):
 def test_public_key_forms_agree(signing_key):
     pub = device_keys.load_public_key(str(signing_key[1]))
     b64 = device_keys.public_b64(pub)
-    assert device_keys.trusted_keyring([b64]).keys() == device_keys.trusted_keyring([str(signing_key[1])]).keys()
+    from_pem = device_keys.trusted_keyring([str(signing_key[1])])
+    assert device_keys.trusted_keyring([b64]).keys() == from_pem.keys()
     with pytest.raises(BundleError):
         device_keys.load_public_key("/nonexistent/key.pub")
 

@@ -29,7 +29,8 @@ def test_p_female_reads_either_side_of_the_gender_answer():
 
 def test_identical_runs_from_different_folders_agree(tmp_path, capsys):
     a = [face("/host/pics/a.jpg"), face("/host/pics/a.jpg", box=(100, 10, 140, 50))]
-    b = [face("/opt/kiosk/pictures/a.jpg", box=(100, 10, 140, 50)), face("/opt/kiosk/pictures/a.jpg")]
+    b = [face("/opt/kiosk/pictures/a.jpg", box=(100, 10, 140, 50)),
+         face("/opt/kiosk/pictures/a.jpg")]
     assert main([write(tmp_path / "a", a), write(tmp_path / "b", b)]) == 0
     out = capsys.readouterr().out
     assert out.count(" ok") == 2 and "all within tolerance" in out

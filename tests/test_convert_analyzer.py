@@ -8,12 +8,11 @@ import subprocess
 
 import numpy as np
 import pytest
+import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 from tools.convert import analyzer as conv
 from tools.convert.edgetpu import compile_for_edgetpu, compiler_command, parse_op_counts
 from tools.evaluation.manifest import update_manifest
-
-import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
 Input model: /m/face_detector_full_int8.tflite
@@ -255,6 +254,8 @@ def test_a_bad_emotion_branch_is_refused_before_converting(tmp_path, keras_model
     assert conv.run(args) == 2
     out = capsys.readouterr().out
     assert f"--emotion-branch {branch}" in out
-    assert {"missing": "not found", "size": "(48, 48, 1)", "garbage": "cannot be read as a Keras model"}[problem] in out
+    expected = {"missing": "not found", "size": "(48, 48, 1)",
+                "garbage": "cannot be read as a Keras model"}
+    assert expected[problem] in out
     assert not (tmp_path / "multihead_int8.tflite").exists()
     assert (tmp_path / "manifest.json").read_text() == "{}"

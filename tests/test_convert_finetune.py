@@ -47,8 +47,7 @@ def test_quantised_tensors_follow_tflite_fusion(graph):
 def test_simulation_is_the_float_model_when_off_and_close_to_it_when_on(graph, frames):
     import tensorflow as tf
 
-    from tools.convert.finetune import QuantSim, _head_tensors, activation_ranges, \
-        quantised_tensors
+    from tools.convert.finetune import QuantSim, _head_tensors, activation_ranges, quantised_tensors
     from tools.convert.tf_rebuild import run_graph
 
     fixed = _head_tensors(graph)
@@ -59,7 +58,7 @@ def test_simulation_is_the_float_model_when_off_and_close_to_it_when_on(graph, f
     want = [v.numpy() for v in run_graph(graph, x)]
     off = [v.numpy() for v in sim(x, quantise=False)]
     on = [v.numpy() for v in sim(x)]
-    for w, o, q in zip(want, off, on, strict=True):
+    for w, o, _ in zip(want, off, on, strict=True):
         assert np.abs(o - w).max() < 1e-4
     score = int(np.argmin([w.shape[-1] for w in want]))
     band = np.abs(want[score]) < 3  # near the threshold; far logits may be clipped by the range

@@ -9,8 +9,16 @@ import numpy as np
 import pytest
 
 from device.types import EMOTIONS
-from tools.datasets import (DatasetLayoutError, ferplus_to_emotions, read_aaf, read_ck48,
-                            read_fer2013_csv, read_fer_folders, read_ferplus, read_utkface)
+from tools.datasets import (
+    DatasetLayoutError,
+    ferplus_to_emotions,
+    read_aaf,
+    read_ck48,
+    read_fer2013_csv,
+    read_fer_folders,
+    read_ferplus,
+    read_utkface,
+)
 from tools.datasets.faces import align_utk_chip, crop_to_input
 from tools.datasets.ferplus import ferplus_majority
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import tensorflow  # noqa: F401  the [train] extra; the test command installs it
 
 from device.types import EMOTIONS

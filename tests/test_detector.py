@@ -9,8 +9,13 @@ import cv2
 import numpy as np
 import pytest
 
-from device.detector import (DEFAULT_VARIANT, DETECTOR_VARIANTS, FaceDetector,
-                             default_detector_path, float_detector_path)
+from device.detector import (
+    DEFAULT_VARIANT,
+    DETECTOR_VARIANTS,
+    FaceDetector,
+    default_detector_path,
+    float_detector_path,
+)
 from device.detector.anchors import AnchorOptions, _layer_shapes, generate_anchors
 from device.detector.decode import decode_boxes, select, sigmoid_scores
 from device.detector.letterbox import fit, letterbox_image, to_model_range

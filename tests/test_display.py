@@ -1,6 +1,4 @@
 import os
-import sys
-import types
 from dataclasses import dataclass
 
 import cv2
@@ -8,7 +6,14 @@ import numpy as np
 import pytest
 
 from device.display import (
-    NOTICE_LINES, DisplaySink, DrmSink, FramebufferSink, NullSink, PngSink, open_sink, render,
+    NOTICE_LINES,
+    DisplaySink,
+    DrmSink,
+    FramebufferSink,
+    NullSink,
+    PngSink,
+    open_sink,
+    render,
 )
 from device.display.framebuffer import letterbox, read_geometry, to_fb_pixels, to_rgb565
 from device.display.render import FONT, face_label, fit_scale, layout, panel_lines, status_lines

@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
 import tensorflow  # noqa: F401  the [train] extra; the test command installs it
 
 from tests.test_train_smoke import write_tiny_cache

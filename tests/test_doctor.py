@@ -26,8 +26,17 @@ from device.config import load_config
 from device.display import open_sink
 from device.doctor import FAIL, OK, SKIP, WARN, Check, Seams, run_checks
 from device.doctor_checks import (
-    build_pipeline, check_accelerator, check_broker, check_camera, check_clock, check_display,
-    check_models, check_spool, make_test_card, models_folder, read_clock_sync,
+    build_pipeline,
+    check_accelerator,
+    check_broker,
+    check_camera,
+    check_clock,
+    check_display,
+    check_models,
+    check_spool,
+    make_test_card,
+    models_folder,
+    read_clock_sync,
 )
 from device.errors import DisplayError, SourceError
 from device.manifest import load_manifest, model_path

@@ -8,8 +8,13 @@ import numpy as np
 import pytest
 
 from tools.evaluation.sets import intervals
-from tools.evaluation.stats import (accuracy_interval, bootstrap_mean_interval, mae_interval,
-                                    mcnemar, wilson_interval)
+from tools.evaluation.stats import (
+    accuracy_interval,
+    bootstrap_mean_interval,
+    mae_interval,
+    mcnemar,
+    wilson_interval,
+)
 
 
 def test_wilson_interval_matches_textbook_values():

@@ -8,13 +8,12 @@ import json
 import cv2
 import numpy as np
 import pytest
+import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 from device.types import EMOTIONS
-from tools.evaluation.sets import age_gender_metrics, ck_predictions
 from tools.evaluation.device_path import Predictions
+from tools.evaluation.sets import age_gender_metrics, ck_predictions
 from tools.training.metrics import macro_f1
-
-import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 
 def _write(path, img):

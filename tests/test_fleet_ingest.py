@@ -10,13 +10,20 @@ import time
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from device.schemas import validator
 from fleet.store import open_store
 from tests.fleet_fixtures import (  # noqa: F401  (fixtures)
-    fleet_broker, ingest, pg_cluster, pg_url, status_payload, wait_rows, window_payload)
+    fleet_broker,
+    ingest,
+    pg_cluster,
+    pg_url,
+    status_payload,
+    wait_rows,
+    window_payload,
+)
 from tools.fleet_sim import Fleet, SimKiosk, plans
 
 T0 = 1796000000.0

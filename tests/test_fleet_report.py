@@ -15,7 +15,7 @@ from fleet.cli import main
 from fleet.messages import parse
 from fleet.report_data import default_site, health, summarize
 from fleet.store import open_store
-from tests.fleet_fixtures import SUPPRESSED, window_payload
+from tests.fleet_fixtures import window_payload
 from tools.fleet_services import screenshot
 from tools.fleet_sim import history, plans
 

@@ -11,7 +11,14 @@ from fleet.gaps import Gap
 from fleet.messages import Rejected, parse
 from fleet.store import open_store
 from tests.fleet_fixtures import (  # noqa: F401  (fixtures)
-    SUPPRESSED, db_url, pg_cluster, pg_own, pg_url, status_payload, window_payload)
+    SUPPRESSED,
+    db_url,
+    pg_cluster,
+    pg_own,
+    pg_url,
+    status_payload,
+    window_payload,
+)
 
 T0 = 1796000000.0
 

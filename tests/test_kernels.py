@@ -9,13 +9,20 @@ import shutil
 import numpy as np
 import pytest
 
+from device import kat
 from device.detector import FaceDetector
 from device.errors import ModelError
 from device.manifest import load_manifest, model_path, sha256_file
 from device.models import MODELS_DIR
-from device.runtime import (KERNELS, KERNELS_ENV, TFLiteModel, active_kernels,
-                            available_kernels, set_kernels, use_kernels)
-from device import kat
+from device.runtime import (
+    KERNELS,
+    KERNELS_ENV,
+    TFLiteModel,
+    active_kernels,
+    available_kernels,
+    set_kernels,
+    use_kernels,
+)
 
 DETECTOR = model_path(MODELS_DIR, load_manifest(MODELS_DIR)["detector"])
 EXPECTED = {"auto": "xnnpack", "builtin": "builtin", "reference": "reference"}

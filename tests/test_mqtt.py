@@ -11,12 +11,12 @@ import pytest
 
 from device.config import load_config
 from device.mqtt import Publisher, Topics, audience_message, discovery_messages, make_communicator
-from device.mqtt.commands import parse_command, CommandError
-from tests.waiting import wait_until
+from device.mqtt.commands import CommandError, parse_command
 from device.mqtt.messages import dominant_emotion, female_share
 from device.mqtt.publisher import dumps
 from device.schemas import validator
 from device.spool import Spool
+from tests.waiting import wait_until
 
 AGG = {"impressions": 4, "visitors": 3, "watchers": 2, "dwell_s_mean": 4.0,
        "attention_s_mean": 1.0, "gender": {"female": 1, "male": 2, "unknown": 0},

@@ -20,8 +20,7 @@ from device.config_dump import to_toml
 from device.errors import BundleError, ConfigError
 from device.keys import trusted_keyring
 from device.mqtt.commands import COMMANDS, CommandError, handle_command, parse_command
-from tests.provision_fixtures import (  # noqa: F401  (fixtures)
-    bundles, good_models, other_key, signing_key)
+from tests.provision_fixtures import bundles, good_models, other_key, signing_key  # noqa: F401  (fixtures)
 
 FAST = settings(max_examples=300, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from provisioning.cli import main
-from tests.provision_fixtures import (  # noqa: F401  (fixtures)
-    bundles, good_models, make_models, other_key, signing_key)
+from tests.provision_fixtures import bundles, good_models, make_models, other_key, signing_key  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 

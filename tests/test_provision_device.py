@@ -9,10 +9,9 @@ import textwrap
 
 import pytest
 
-from device.provision import Provisioner
 from device import kat
-from tests.provision_fixtures import (  # noqa: F401  (fixtures)
-    bundles, good_models, make_models, other_key, signing_key)
+from device.provision import Provisioner
+from tests.provision_fixtures import bundles, good_models, make_models, other_key, signing_key  # noqa: F401  (fixtures)
 
 
 class Clock:

@@ -8,8 +8,8 @@ import pytest
 
 from device.align import EYE_DISTANCE, align_face, alignment_matrix, template_eyes
 from device.errors import ModelError
-from device.runtime import TensorSpec, TFLiteModel, cpu_twin, dequantize, quantize
 from device.models import MODELS_DIR
+from device.runtime import TensorSpec, TFLiteModel, cpu_twin, dequantize, quantize
 
 FLOAT_DETECTOR = MODELS_DIR / "src" / "face_detection_short_range.tflite"
 

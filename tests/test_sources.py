@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 
 from device.errors import FrameDecodeError, SourceError
-from device.sources import (DemoSource, ImageSource, OpenCVCameraSource, Pacer, VideoFileSource,
-                            open_source, read_image)
+from device.sources import (
+    DemoSource,
+    ImageSource,
+    OpenCVCameraSource,
+    Pacer,
+    VideoFileSource,
+    open_source,
+    read_image,
+)
 from device.sources.picam import PiCameraSource
 from tests.shared_data import sample
 

@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from device.tracking import (
-    FACING_THRESHOLD, Tracker, facing_camera, greedy_assign, iou, yaw_offset,
+    FACING_THRESHOLD,
+    Tracker,
+    facing_camera,
+    greedy_assign,
+    iou,
+    yaw_offset,
 )
 from device.types import EMOTIONS, Detection, FaceAttributes
 

@@ -6,10 +6,9 @@ import json
 
 import numpy as np
 import pytest
+import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 from tools.prepare import FIELDS, _empty
-
-import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 
 def write_tiny_cache(path, n: int = 48, seed: int = 0):

@@ -9,7 +9,6 @@ lacks.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import zipfile

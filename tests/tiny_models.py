@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from device.manifest import DEFAULT_AGE_GROUPS, sha256_file
-from device.types import EMOTIONS
 from device.models import MODELS_DIR
+from device.types import EMOTIONS
 
 
 def build_tiny_multihead(out: Path, age_kind: str = "distribution", size: int = 64) -> Path:

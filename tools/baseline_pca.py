@@ -55,7 +55,7 @@ class PCABaseline:
         a = z.T @ z + self.ridge * np.eye(z.shape[1])
         return np.linalg.solve(a, z.T @ y)
 
-    def fit(self, x_gender, gender, x_emotion, emotion) -> "PCABaseline":
+    def fit(self, x_gender, gender, x_emotion, emotion) -> PCABaseline:
         """Fit the eigenfaces on all faces, then one linear classifier per task."""
         fg, fe = features(x_gender), features(x_emotion)
         self.fit_pca(np.vstack([fg, fe]))

@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--app", action="store_true",
                    help="also run the frames through the whole appliance and report its overhead")
     p.add_argument("--display", default="png:/tmp/kiosk-bench.png", help="display sink for --app")
-    p.add_argument("--mqtt", metavar="HOST:PORT", help="broker for --app (default: none, spool only)")
+    p.add_argument("--mqtt", metavar="HOST:PORT",
+                   help="broker for --app (default: none, spool only)")
     p.add_argument("--json", metavar="OUT", help="also write the report here")
     args = p.parse_args(argv)
     report = run_bench(args.source, args.threads, args.repeat, args.analyze_every, args.models,

@@ -45,7 +45,8 @@ def app_ms_per_frame(frames: list, pipeline, display: str, mqtt: str | None,
     overrides = {"state.dir": state, "display.sink": display, "aggregate.window_s": window_s,
                  "device.id": "bench"}
     if mqtt:
-        overrides["mqtt.host"], overrides["mqtt.port"] = mqtt.rsplit(":", 1)[0], int(mqtt.rsplit(":", 1)[1])
+        host, port = mqtt.rsplit(":", 1)
+        overrides["mqtt.host"], overrides["mqtt.port"] = host, int(port)
     cfg = load_config(None, overrides)
     source = MemorySource(frames)
     app = App(cfg, pipeline=pipeline, open_source=lambda *a, **k: source)

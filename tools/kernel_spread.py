@@ -80,12 +80,12 @@ def measure(models_dir: Path, kernel_sets, frames) -> dict[str, list[float]]:
     picture and pair), plus ``faces_differ``: pictures whose face counts differed. Detector
     quantities count pictures with a face scoring at least ``CONFIDENT``, and the boxes,
     keypoints and scores of those faces."""
+    from device import kat
     from device.analyzer import Analyzer
     from device.detector import FaceDetector
     from device.errors import NoAttributeModel
     from device.manifest import load_manifest, model_path
     from device.runtime import TFLiteModel, set_kernels
-    from device import kat
 
     manifest = load_manifest(models_dir)
     dets, ans = {}, {}
@@ -137,7 +137,8 @@ def measure(models_dir: Path, kernel_sets, frames) -> dict[str, list[float]]:
 def floors() -> dict[str, float]:
     from device import kat
 
-    return {"logit": kat.LOGIT_TOL, "weak_logit": kat.WEAK_LOGIT_TOL, "box_px": kat.BOX_PX, "keypoint_px": kat.KEYPOINT_PX,
+    return {"logit": kat.LOGIT_TOL, "weak_logit": kat.WEAK_LOGIT_TOL, "box_px": kat.BOX_PX,
+            "keypoint_px": kat.KEYPOINT_PX,
             "score": kat.SCORE_TOL, **{h: float(kat.head_steps(h)) for h in kat.HEAD_STEPS},
             **{f"{h}_mean": float(kat.head_mean_steps(h)) for h in kat.HEAD_MEAN_STEPS}}
 
@@ -186,7 +187,8 @@ def main(argv: list[str] | None = None) -> int:
     frames = list(pictures(args.source, args.every, args.limit, args.chips))
     measured = measure(args.models, kernel_sets, frames)
     rows = summary(measured)
-    units = {"logit": "logit", "weak_logit": "logit", "box_px": "px", "keypoint_px": "px", "score": "prob",
+    units = {"logit": "logit", "weak_logit": "logit", "box_px": "px", "keypoint_px": "px",
+             "score": "prob",
              **{h: "steps" for h in ("age", "gender", "emotion", "age_mean", "gender_mean",
                                      "emotion_mean")}}
     print(f"{len(frames)} pictures, kernel sets {', '.join(kernel_sets)} (every pair, both ways)")

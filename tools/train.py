@@ -35,7 +35,6 @@ import sys
 import time
 from pathlib import Path
 
-
 MIRROR_KEYS = ("utk_age_mae", "utk_gender_acc", "fer_emotion_orig_acc_orig",
                "fer_emotion_orig_acc_ferplus")
 
@@ -184,8 +183,13 @@ def main(argv=None) -> int:
     from tools.training import losses  # noqa: F401  registers the losses for load_model
     from tools.training.batchnorm import recalibrate, set_momentum
     from tools.training.data import as_input, split_indices, train_dataset
-    from tools.training.validation import (head_predictions, mirror_average, predict_keras,
-                                           report, selection_score)
+    from tools.training.validation import (
+        head_predictions,
+        mirror_average,
+        predict_keras,
+        report,
+        selection_score,
+    )
 
     keras.utils.set_random_seed(args.seed)
     data = load_cache(args.data)

@@ -9,7 +9,12 @@ Usage::
 """
 
 from device.display.base import (
-    SINKS, DisplaySink, NullSink, open_sink, register_sink, validate_image,
+    SINKS,
+    DisplaySink,
+    NullSink,
+    open_sink,
+    register_sink,
+    validate_image,
 )
 from device.display.drm import DrmSink
 from device.display.framebuffer import FramebufferSink

@@ -44,7 +44,8 @@ class DrmSink(DisplaySink):
 
     @classmethod
     def for_source(cls, source) -> DrmSink:
-        """The sink over ``source``'s preview (a ``PiCameraSource`` opened with ``preview="drm"``)."""
+        """The sink over ``source``'s preview (a ``PiCameraSource`` opened with
+        ``preview="drm"``)."""
         return cls(getattr(source, "camera", None), getattr(source, "preview", None))
 
     def _show(self, image_bgr: np.ndarray) -> None:

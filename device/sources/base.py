@@ -30,7 +30,7 @@ class FrameSource(abc.ABC):
     def read(self) -> Frame | None:
         """The next frame, or None at the end of a finite source."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional to override: a source may hold nothing)
         """Release the device or file. Safe to call twice."""
 
     def __iter__(self) -> Iterator[Frame]:

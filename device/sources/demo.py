@@ -1,8 +1,9 @@
 """The demo input every install has: a public-domain portrait panned and zoomed into a short clip.
 
 The portrait (NASA, public domain; scikit-image's ``data.astronaut()``) ships with the models as
-``device/models/selftest/astronaut.jpg``, so the demo needs nothing beyond the wheel. The clip is computed frame by frame (nothing is stored): the camera pans in from the side, the face
-comes closer as if someone walked up to the kiosk, lingers, then leaves the frame again.
+``device/models/selftest/astronaut.jpg``, so the demo needs nothing beyond the wheel. The clip
+is computed frame by frame (nothing is stored): the camera pans in from the side, the face comes
+closer as if someone walked up to the kiosk, lingers, then leaves the frame again.
 """
 
 from __future__ import annotations

@@ -38,7 +38,8 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
             return None
         marker = data[i + 1]
         if marker in _SOF:
-            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            width, height = data[i + 7:i + 9], data[i + 5:i + 7]
+            return int.from_bytes(width, "big"), int.from_bytes(height, "big")
         if marker == 0xFF:  # fill byte
             i += 1
             continue
@@ -83,7 +84,8 @@ class ImageSource(FrameSource):
         if path.is_dir():
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not self.files:
-                raise SourceError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {path}")
+                kinds = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise SourceError(f"no images ({kinds}) in folder {path}")
             self.single = False
         elif path.is_file():
             self.files, self.single = [path], True

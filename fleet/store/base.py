@@ -30,8 +30,8 @@ WINDOW_COLUMNS = ("device_id", "seq", "window_start", "window_end", "duration_s"
                   "attention_s_mean", "suppressed", "gender", "age_groups", "emotions",
                   "female_share", "dominant_emotion", "received_at", "ingested_at")
 KIOSK_COLUMNS = ("device_id", "low_seq", "high_seq", "windows", "last_seen", "status_time",
-                 "status_received_at", "status", "model_version", "app_version", "state", "spool_depth",
-                 "spool_dropped", "availability", "availability_at")
+                 "status_received_at", "status", "model_version", "app_version", "state",
+                 "spool_depth", "spool_dropped", "availability", "availability_at")
 
 
 # Statuses are ordered by the kiosk's clock (two workers may store them out of order), unless

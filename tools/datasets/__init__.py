@@ -9,8 +9,8 @@ Label conventions are the project's: gender 0 male, 1 female (``device.types.GEN
 emotion is an index into ``device.types.EMOTIONS`` (Kaggle FER2013 order).
 """
 
-from tools.datasets.common import DatasetLayoutError, FaceRecord, ReadResult, load_gray
 from tools.datasets.aaf import read_aaf
+from tools.datasets.common import DatasetLayoutError, FaceRecord, ReadResult, load_gray
 from tools.datasets.fer2013csv import read_fer2013_csv
 from tools.datasets.ferplus import FERPLUS_VOTES, ferplus_to_emotions, read_ferplus
 from tools.datasets.folders import CK_CLASSES, read_ck48, read_fer_folders

@@ -10,7 +10,6 @@ from device.types import EMOTIONS, GENDERS
 from tools.model_def import AGE_BINS, INPUT_SIZE
 
 
-
 def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution",
                    test_time: str = "none") -> dict:
     """The manifest's ``analyzer`` entry for a converted model file; ``test_time`` ``"flip"``
