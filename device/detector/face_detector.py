@@ -1,12 +1,15 @@
-"""``FaceDetector``: BlazeFace through the TFLite runtime seam, with pure pre/post-processing."""
+"""``FaceDetector``: BlazeFace or YuNet through the TFLite runtime seam, with pure
+pre/post-processing."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import cv2
 import numpy as np
 
+from device.detector import yunet
 from device.detector.anchors import generate_anchors
 from device.detector.decode import select
 from device.detector.letterbox import Letterbox, letterbox_image, shrink_whole, to_model_range
@@ -18,12 +21,30 @@ from device.runtime import TFLiteModel, dequantize, pixel_lut
 from device.types import Detection
 
 
-def variant_for_input(width: int, height: int) -> DetectorVariant:
-    """The variant whose input is ``width`` x ``height`` (models are recognised by their input)."""
+def family_of(model) -> str:
+    """``"yunet"`` when the model's outputs are YuNet's twelve named head maps, else
+    ``"blazeface"`` (models are recognised by their outputs and their input size)."""
+    names = {_output_name(model, spec) for spec in model.outputs}
+    return "yunet" if names == set(yunet.output_names()) else "blazeface"
+
+
+def _output_name(model, spec) -> str:
+    signature = getattr(model, "signature_names", {}) or {}
+    return signature.get(spec.index, spec.name)
+
+
+def variant_for_input(width: int, height: int, family: str = "blazeface") -> DetectorVariant:
+    """The variant of ``family`` whose input is ``width`` x ``height``. YuNet takes any input
+    whose sides are multiples of 32 (the shipped variant's settings at that size)."""
     for v in DETECTOR_VARIANTS.values():
-        if v.input_size == (width, height):
+        if v.family == family and v.input_size == (width, height):
             return v
-    raise ModelError(f"no BlazeFace variant takes a {width}x{height} input")
+    if family == "yunet" and width % 32 == 0 and height % 32 == 0:
+        v = DETECTOR_VARIANTS["yunet"]
+        return dataclasses.replace(v, anchors=dataclasses.replace(
+            v.anchors, input_width=width, input_height=height))
+    what = "BlazeFace" if family == "blazeface" else "YuNet"
+    raise ModelError(f"no {what} variant takes a {width}x{height} input")
 
 
 def output_roles(shapes: list[tuple[int, ...]]) -> tuple[int, int]:
@@ -58,10 +79,11 @@ def to_detections(rows: np.ndarray, scores: np.ndarray, lb: Letterbox,
 
 
 class FaceDetector:
-    """Finds faces in BGR frames with a BlazeFace model (float or int8).
+    """Finds faces in BGR frames with a BlazeFace or YuNet model (float or int8).
 
     Args:
-        model_path: a BlazeFace ``.tflite`` (short 128x128 or full 192x192, float or int8).
+        model_path: a detector ``.tflite``: BlazeFace (short 128x128, full 192x192, full_wide
+            320x192) or YuNet (320x192 shipped), float or int8.
         threads: interpreter CPU threads.
         score_threshold: minimum face score; None uses MediaPipe's value for the variant.
         nms_iou: IoU above which boxes merge in weighted NMS; None uses MediaPipe's 0.3.
@@ -78,14 +100,20 @@ class FaceDetector:
         shape = self.model.inputs[0].shape
         if len(shape) != 4 or shape[3] != 3:
             raise ModelError(f"detector input must be 1 x H x W x 3, got {shape}")
-        self.variant = variant_for_input(shape[2], shape[1])
+        self.family = family_of(self.model)
+        self.eye_map = None  # YuNet: yunet.EYE_MAP (a dict to measure another one)
+        self.variant = variant_for_input(shape[2], shape[1], self.family)
         self.size = self.variant.input_size
-        self.anchors = generate_anchors(self.variant.anchors)
-        self._roles = output_roles([s.shape for s in self.model.outputs])
-        n = self.model.outputs[self._roles[0]].shape[-2]
-        if n != len(self.anchors):
-            raise ModelError(f"model has {n} boxes, variant {self.variant.name!r} "
-                             f"expects {len(self.anchors)}")
+        if self.family == "yunet":
+            self._heads = self._yunet_heads()
+            self.anchors = yunet.priors(*self.size)
+        else:
+            self.anchors = generate_anchors(self.variant.anchors)
+            self._roles = output_roles([s.shape for s in self.model.outputs])
+            n = self.model.outputs[self._roles[0]].shape[-2]
+            if n != len(self.anchors):
+                raise ModelError(f"model has {n} boxes, variant {self.variant.name!r} "
+                                 f"expects {len(self.anchors)}")
         self.score_threshold = (self.variant.score_threshold if score_threshold is None
                                 else float(score_threshold))
         self.nms_iou = self.variant.nms_iou if nms_iou is None else float(nms_iou)
@@ -94,20 +122,73 @@ class FaceDetector:
         self.tiles = tiles
         # the logit below which no anchor can reach the score threshold (sigmoid is monotonic)
         t = min(max(self.score_threshold, 1e-6), 1 - 1e-6)
-        self._logit_floor = float(np.log(t / (1 - t))) - 1e-4
+        self._logit_floor = (yunet.score_floor(t) if self.family == "yunet"
+                             else float(np.log(t / (1 - t))) - 1e-4)
         # uint8 pixel -> input tensor value in one table lookup (no float image in between)
-        self._lut = (pixel_lut(self.model.inputs[0], lambda p: (p - 127.5) / 127.5)
+        self._lut = (pixel_lut(self.model.inputs[0], self._to_float)
                      if hasattr(self.model, "run_raw") else None)
+
+    def _to_float(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 pixel values (any shape) as the model's float input: [-1, 1] for BlazeFace,
+        the pixel values themselves for YuNet."""
+        p = np.asarray(pixels, np.float32)
+        return p if self.family == "yunet" else (p - 127.5) / 127.5
+
+    def _yunet_heads(self) -> list[int]:
+        """Output indices of YuNet's twelve heads in ``yunet.output_names()`` order."""
+        by_name = {_output_name(self.model, s): i for i, s in enumerate(self.model.outputs)}
+        return [by_name[n] for n in yunet.output_names()]
+
+    def _run(self, rgb: np.ndarray) -> list[np.ndarray]:
+        """The model's outputs for one letterboxed RGB input, each in its own (integer or float)
+        type when the model takes raw input, else as floats."""
+        if self._lut is None:
+            x = to_model_range(rgb) if self.family == "blazeface" else rgb[None].astype(np.float32)
+            return self.model.run(x)
+        if self._lut.itemsize == 1:  # int8/uint8 input: OpenCV's LUT on the same bytes
+            x = cv2.LUT(rgb, self._lut.view(np.uint8)).view(self._lut.dtype)
+        else:
+            x = self._lut[rgb]
+        return self.model.run_raw(x[None], dequantize_outputs=False)
+
+    def _float(self, outs: list[np.ndarray], i: int) -> np.ndarray:
+        """Output ``i`` of ``_run`` as float values."""
+        return dequantize(outs[i], self.model.outputs[i]) if self._lut is not None else outs[i]
+
+    def _yunet_rows(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """YuNet's candidates over the score threshold: (rows N x 16, scores N)."""
+        maps = [self._float(outs, i) for i in self._heads]
+        n = len(yunet.STRIDES)
+        flat = [np.concatenate([m.reshape(-1, m.shape[-1]) for m in maps[k * n:(k + 1) * n]])
+                for k in range(len(yunet.HEADS))]
+        cls, obj, box, kps = flat
+        cls, obj = cls.reshape(-1), obj.reshape(-1)
+        keep = np.flatnonzero((cls >= self._logit_floor) & (obj >= self._logit_floor))
+        score = yunet.scores(cls[keep], obj[keep], self.variant.score_clip)
+        keep, score = keep[score >= self.score_threshold], score[score >= self.score_threshold]
+        rows = yunet.decode(box[keep], kps[keep], self.anchors[keep], *self.size)
+        return yunet.six_keypoints(rows, *self.size, self.eye_map), score
+
+    def score_logits(self, rgb: np.ndarray) -> np.ndarray:
+        """Every anchor's (prior's) score as a logit, for one H x W x 3 uint8 RGB picture the
+        size of the model input (the known-answer fingerprint). YuNet's is the logit of its
+        geometric-mean score, in float64."""
+        outs = self._run(rgb)
+        if self.family == "yunet":
+            maps = [self._float(outs, i) for i in self._heads]
+            cls = np.concatenate([m.reshape(-1) for m in maps[0:3]])
+            obj = np.concatenate([m.reshape(-1) for m in maps[3:6]])
+            s = np.clip(yunet.scores(cls, obj).astype(np.float64), 1e-30, 1 - 1e-16)
+            return np.log(s / (1 - s)).astype(np.float32)
+        return self._float(outs, self._roles[1]).reshape(-1)
 
     def raw(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, Letterbox]:
         """Run the model on a frame; returns (normalised rows, scores, letterbox) before NMS."""
         rgb, lb = letterbox_image(image_bgr, *self.size)
+        if self.family == "yunet":
+            return (*self._yunet_rows(self._run(rgb)), lb)
         if self._lut is not None:
-            if self._lut.itemsize == 1:  # int8/uint8 input: OpenCV's LUT on the same bytes
-                x = cv2.LUT(rgb, self._lut.view(np.uint8)).view(self._lut.dtype)
-            else:
-                x = self._lut[rgb]
-            outs = self.model.run_raw(x[None], dequantize_outputs=False)
+            outs = self._run(rgb)
             reg_spec, cls_spec = (self.model.outputs[i] for i in self._roles)
             cls = dequantize(outs[self._roles[1]], cls_spec).reshape(-1)
             # only anchors that can pass the threshold get their 16 regressor values dequantised

@@ -38,7 +38,8 @@ def tile_grid(width: int, height: int, n: int,
     return [(x1, y1, x2, y2) for (y1, y2) in spans(height) for (x1, x2) in spans(width)]
 
 
-def detection_regions(width: int, height: int, tiles: int | str = "auto") -> list[tuple[int, int, int, int]]:
+def detection_regions(width: int, height: int,
+                      tiles: int | str = "auto") -> list[tuple[int, int, int, int]]:
     """Regions to run the detector on: the whole frame, plus the tiles when there are any."""
     n = auto_grid(height) if tiles == "auto" else int(tiles)
     whole = (0, 0, width, height)

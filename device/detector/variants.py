@@ -1,8 +1,10 @@
-"""The BlazeFace variants we ship, with MediaPipe's own graph options for each.
+"""The detector variants: MediaPipe BlazeFace (short / full range) and YuNet-n.
 
-Values come from MediaPipe's ``face_detection_short_range.pbtxt`` /
+BlazeFace values come from MediaPipe's ``face_detection_short_range.pbtxt`` /
 ``face_detection_full_range.pbtxt`` and the shared ``face_detection.pbtxt``
 (SsdAnchorsCalculator, TensorsToDetectionsCalculator, NonMaxSuppressionCalculator nodes).
+YuNet's are in ``device.detector.yunet`` and, for its threshold and input size, in
+``models/README.md``.
 """
 
 from __future__ import annotations
@@ -14,15 +16,18 @@ from device.detector.anchors import AnchorOptions
 
 @dataclass(frozen=True)
 class DetectorVariant:
-    """One BlazeFace model family and how to decode its outputs.
+    """One detector model and how to decode its outputs.
 
     Attributes:
-        name: ``"short"`` or ``"full"``.
-        anchors: anchor options (input size, strides, interpolated aspect ratio).
+        name: ``"short"``, ``"full"``, ``"full_wide"`` or ``"yunet"``.
+        anchors: anchor options (input size, strides, interpolated aspect ratio; for YuNet only
+            the input size and strides, its priors come from ``device.detector.yunet``).
         score_threshold: MediaPipe's ``min_score_thresh``.
         nms_iou: MediaPipe's ``min_suppression_threshold`` (IoU, weighted NMS).
         score_clip: MediaPipe's ``score_clipping_thresh`` (logits clipped before the sigmoid).
         float_model / int8_model: file names in ``models/src`` and ``models/``.
+        family: ``"blazeface"`` (a 16-value regressor and a score per anchor, input [-1, 1])
+            or ``"yunet"`` (twelve head maps found by name, input in pixel values 0..255).
     """
 
     name: str
@@ -32,6 +37,7 @@ class DetectorVariant:
     int8_model: str
     nms_iou: float = 0.3
     score_clip: float = 100.0
+    family: str = "blazeface"
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -56,6 +62,11 @@ DETECTOR_VARIANTS: dict[str, DetectorVariant] = {
         "full_wide", AnchorOptions(320, 192, (4,), interpolated_scale_aspect_ratio=0.0),
         score_threshold=0.6, float_model="face_detection_full_range.tflite",
         int8_model="face_detector_full_wide_int8.tflite"),
+    # YuNet-n (libfacedetection), made for int8: 320x192 input, priors at strides 8, 16, 32
+    "yunet": DetectorVariant(
+        "yunet", AnchorOptions(320, 192, (8, 16, 32)), score_threshold=0.6,
+        float_model="face_detector_yunet_float.tflite",
+        int8_model="face_detector_yunet_int8.tflite", family="yunet"),
 }
 
 DEFAULT_VARIANT = "full_wide"

@@ -210,8 +210,7 @@ def run(args) -> int:
     from tools.prepare import load_cache
     from tools.training import losses  # noqa: F401  registers the custom losses
     from tools.training.teacher import load_teacher
-    from tools.training.validation import (evaluate_keras, head_predictions, predict_keras,
-                                           report)
+    from tools.training.validation import evaluate_keras, head_predictions, predict_keras, report
 
     data = load_cache(args.calib)
     val = np.flatnonzero(data["split"] == 1)

@@ -1,6 +1,8 @@
-"""``kiosk-convert detector``: MediaPipe float BlazeFace -> full-integer int8, plus agreement.
+"""``kiosk-convert detector``: a float face detector -> full-integer int8, plus agreement.
 
-Calibration frames go through exactly the detector's pre-processing (letterbox, RGB, [-1, 1]).
+The float model is MediaPipe's BlazeFace (``.tflite``) or YuNet's ONNX export (``.onnx``,
+``tools/convert/detector_yunet.py``). Calibration frames go through exactly the detector's
+pre-processing (letterbox, RGB, then [-1, 1] for BlazeFace or pixel values for YuNet).
 Agreement is measured by running the float and int8 models through the same ``FaceDetector``
 (decoding, NMS and thresholds included) and matching their detections at IoU >= 0.5.
 """
@@ -35,7 +37,8 @@ def _size(text: str) -> tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``detector`` subcommand's options."""
     parser.add_argument("--float", dest="float_model", required=True, type=Path,
-                        help="MediaPipe float BlazeFace .tflite (short or full range)")
+                        help="MediaPipe float BlazeFace .tflite (short or full range), or "
+                             "YuNet's ONNX export (.onnx)")
     parser.add_argument("--calib", nargs="+", required=True, metavar="PATH",
                         help="calibration images, image folders or videos")
     parser.add_argument("--out", required=True, type=Path, help="int8 .tflite to write")
@@ -137,6 +140,8 @@ def measure_agreement(float_det: FaceDetector, int8_det: FaceDetector, frames) -
 
 def run(args: argparse.Namespace) -> int:
     """Convert, check, measure; returns the process exit code."""
+    if args.float_model.suffix.lower() == ".onnx":
+        return run_yunet(args)
     from tools.convert.quantize import rebuild_error
     from tools.convert.tflite_graph import read_graph
 
@@ -174,6 +179,55 @@ def run(args: argparse.Namespace) -> int:
                                "heads": args.heads},
               "score_bias_correction": offset}
     print(f"wrote {args.out} ({report['out_bytes'] / 1024:.0f} KiB)")
+    if args.eval:
+        report["agreement"] = _agreement(args, graph, width, height)
+    if args.report:
+        args.report.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+def run_yunet(args: argparse.Namespace) -> int:
+    """``run`` for YuNet's ONNX export (``tools/convert/detector_yunet.py``)."""
+    from tools.convert import detector_yunet as dy
+    from tools.convert.yunet import read_onnx
+
+    if args.heads != "float" or args.finetune_epochs or args.bias_correction \
+            or args.activation_ranges != "mse" or args.input_type != "int8":
+        print("YuNet is converted with its heads in float, MSE activation ranges and an int8 "
+              "input only (--heads, --finetune-epochs, --bias-correction, "
+              "--activation-ranges and --input-type keep their defaults)")
+        return 2
+    graph = read_onnx(args.float_model)
+    _, h0, w0, _ = graph.shapes[graph.inputs[0]]
+    width, height = args.input_size or (w0, h0)
+    if width % 32 or height % 32:
+        print(f"YuNet's input sides must be multiples of 32, not {width}x{height}")
+        return 2
+    chips = [img for _, img in iter_frames(args.calib, args.video_every, args.calib_limit,
+                                           args.seed)]
+    if not chips:
+        print("no calibration images found")
+        return 2
+    images = chips + (make_scenes(chips, args.scenes, args.seed) if args.scenes else [])
+    err = dy.rebuild_error(graph, args.float_model, images[:4] + images[-4:], width, height)
+    print(f"rebuilt float graph: max |difference| to {args.float_model.name} (onnxruntime) "
+          f"= {err:.2e}")
+    if err > 1e-4:
+        print("rebuild does not reproduce the ONNX model; not converting")
+        return 1
+    samples = dy.calibration_samples(images, width, height)
+    print(f"calibrating on {len(samples)} frames ({len(chips)} read, "
+          f"{args.scenes} scenes), input {width}x{height}")
+    model, done = dy.convert(graph, samples, width, height, equalise=args.equalise)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(model)
+    report = {"float_model": str(args.float_model), "out": str(args.out),
+              "out_bytes": len(model), "input_size": [width, height],
+              "rebuild_max_abs_error": err, "calibration": {
+                  "sources": [str(p) for p in args.calib], "frames": len(samples),
+                  "scenes": args.scenes, "calib_limit": args.calib_limit, "seed": args.seed},
+              "quantisation": {"activation_ranges": "mse", "heads": "float"} | done}
+    print(f"wrote {args.out} ({len(model)} bytes)")
     if args.eval:
         report["agreement"] = _agreement(args, graph, width, height)
     if args.report:
@@ -250,7 +304,8 @@ def _agreement(args, graph, width: int, height: int, models=None) -> dict:
     float graph at the same input size, on ``args.eval``."""
     float_path = args.float_model
     _, h0, w0, _ = graph.shapes[graph.inputs[0]]
-    if (width, height) != (w0, h0):  # compare like with like: the float graph at the same input
+    if (width, height) != (w0, h0) or float_path.suffix.lower() != ".tflite":
+        # compare like with like: the float graph at the same input, as a .tflite
         float_path = args.out.with_suffix(".float-reference.tflite")
         float_path.write_bytes(_float_tflite(graph, height, width))
     results = {}
@@ -280,6 +335,10 @@ def _float_tflite(graph, height: int, width: int) -> bytes:
     import tensorflow as tf
 
     from tools.convert.tf_rebuild import as_function
+    from tools.convert.yunet import float_tflite, is_yunet
+
+    if is_yunet(graph):
+        return float_tflite(graph, height, width)
 
     fn = as_function(graph, height, width)
     return tf.lite.TFLiteConverter.from_concrete_functions([fn]).convert()

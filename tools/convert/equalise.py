@@ -12,6 +12,11 @@ largest one (at most ``max_scale``) and the next layer scales it back down:
   are multiplied, the pointwise conv's input channel divided.
 
 Only tensors read by exactly that one next op are rescaled (not the residual stream).
+
+``general=True`` (YuNet) also takes every convolution or depthwise convolution whose
+activation is none or ReLU (both commute with a positive scale) and whose result is read, maybe
+through one max-pool (which commutes too), only by convolutions or depthwise convolutions, each
+of which is scaled back on its input channels (``general_pairs``).
 """
 
 from __future__ import annotations
@@ -68,6 +73,34 @@ def equalisable(graph: Graph) -> list[tuple[str, int, int, int]]:
     return found
 
 
+def general_pairs(graph: Graph) -> list[tuple[str, int, int, list[int]]]:
+    """("general", tensor, op that scales its channels, ops that unscale them) for every conv
+    or depthwise result (activation none or ReLU) read, directly or through one MAX_POOL_2D,
+    only by CONV_2D or DEPTHWISE_CONV_2D ops (depth multiplier 1) as their first input."""
+    cons = _consumers(graph)
+    found = []
+    for k, op in enumerate(graph.ops):
+        if (op.name not in ("CONV_2D", "DEPTHWISE_CONV_2D") or len(op.inputs) < 3
+                or op.options.get("fused_activation_function") not in ("NONE", "RELU")):
+            continue
+        t = op.outputs[0]
+        readers = cons.get(t, [])
+        if len(readers) == 1 and readers[0] >= 0 and graph.ops[readers[0]].name == "MAX_POOL_2D":
+            readers = cons.get(graph.ops[readers[0]].outputs[0], [])
+            t_in = graph.ops[cons[t][0]].outputs[0]
+        else:
+            t_in = t
+        if not readers or any(r < 0 for r in readers):
+            continue
+        ok = all(graph.ops[r].name in ("CONV_2D", "DEPTHWISE_CONV_2D")
+                 and graph.ops[r].inputs[0] == t_in
+                 and (graph.ops[r].options.get("depth_multiplier") or 1) == 1
+                 for r in readers)
+        if ok:
+            found.append(("general", t, k, list(readers)))
+    return found
+
+
 def channel_ranges(graph: Graph, tensors: list[int], samples, height: int, width: int,
                    percentile: float = 99.99) -> dict[int, np.ndarray]:
     """Per channel, the largest over ``samples`` of each frame's ``percentile`` of |value|."""
@@ -90,10 +123,11 @@ def channel_ranges(graph: Graph, tensors: list[int], samples, height: int, width
 
 
 def equalise(graph: Graph, samples, height: int, width: int,
-             max_scale: float = 16.0) -> tuple[Graph, int]:
+             max_scale: float = 16.0, general: bool = False) -> tuple[Graph, int]:
     """A float-equivalent copy of ``graph`` with equalised activation channels, and how many
-    tensors were equalised. Channel ranges are measured on ``samples`` (calibration inputs)."""
-    pairs = equalisable(graph)
+    tensors were equalised. Channel ranges are measured on ``samples`` (calibration inputs);
+    ``general`` chooses ``general_pairs`` instead of ``equalisable``."""
+    pairs = general_pairs(graph) if general else equalisable(graph)
     if not pairs:
         return graph, 0
     ranges = channel_ranges(graph, [p[1] for p in pairs], samples, height, width)
@@ -105,9 +139,11 @@ def equalise(graph: Graph, samples, height: int, width: int,
             continue
         s = (top / np.maximum(r, top / max_scale)).astype(np.float32)
         w, b = g.ops[scaler].inputs[1], g.ops[scaler].inputs[2]
-        out_axis = (slice(None), None, None, None) if kind == "relu_dw" else (None, None, None)
+        conv_out = kind == "relu_dw" or (kind == "general" and g.ops[scaler].name == "CONV_2D")
+        out_axis = (slice(None), None, None, None) if conv_out else (None, None, None)
         g.constants[w] = g.constants[w].astype(np.float32) * s[out_axis]  # OHWI / 1HWC
         g.constants[b] = g.constants[b].astype(np.float32) * s
-        nw = g.ops[unscaler].inputs[1]  # depthwise 1HWC or pointwise OHWI: channel is last
-        g.constants[nw] = g.constants[nw].astype(np.float32) / s[None, None, None, :]
+        for op in unscaler if isinstance(unscaler, list) else [unscaler]:
+            nw = g.ops[op].inputs[1]  # depthwise 1HWC or conv OHWI: the input channel is last
+            g.constants[nw] = g.constants[nw].astype(np.float32) / s[None, None, None, :]
     return g, len(pairs)

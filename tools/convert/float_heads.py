@@ -67,8 +67,9 @@ def head_path(model, fb) -> tuple[list[int], list[int]]:
     """The output convolutions and what lies between them and the graph outputs.
 
     Returns:
-        (operator indices of the CONV_2Ds whose results reach an output, tensor indices from those
-        convolutions' outputs to the graph outputs through RESHAPE and CONCATENATION ops).
+        (operator indices of the CONV_2Ds or DEPTHWISE_CONV_2Ds whose results reach an output,
+        tensor indices from those convolutions' outputs to the graph outputs through RESHAPE and
+        CONCATENATION ops).
     Raises:
         ValueError: an output is made by anything else.
     """
@@ -86,14 +87,15 @@ def head_path(model, fb) -> tuple[list[int], list[int]]:
             raise ValueError(f"tensor {t} on the way to an output is not computed by an op")
         tensors.append(t)
         op = graph.operators[i]
-        if code[op.opcodeIndex] == fb.BuiltinOperator.CONV_2D:
+        if code[op.opcodeIndex] in (fb.BuiltinOperator.CONV_2D,
+                                    fb.BuiltinOperator.DEPTHWISE_CONV_2D):
             convs.append(i)
         elif code[op.opcodeIndex] in passing:
             n = len(op.inputs) if code[op.opcodeIndex] == fb.BuiltinOperator.CONCATENATION else 1
             stack += [int(x) for x in op.inputs[:n]]
         else:
             raise ValueError(f"an output is made by operator code {code[op.opcodeIndex]}, "
-                             "not by CONV_2D, RESHAPE or CONCATENATION")
+                             "not by CONV_2D, DEPTHWISE_CONV_2D, RESHAPE or CONCATENATION")
     return sorted(set(convs)), sorted(set(tensors))
 
 
@@ -119,22 +121,41 @@ def _const(model, fb, graph, values: np.ndarray, name: bytes) -> int:
     return len(graph.tensors) - 1
 
 
-def _exact_conv(model, fb, op, zero: int, in_scale: float) -> np.ndarray:
-    """Rewrite an int8 CONV_2D's weights and bias as float32 integers (in place); returns the
-    per-output-channel scale that turns its sums into the int8 convolution's real values."""
+def _is_pointwise(model, op) -> bool:
+    """Whether a CONV_2D / DEPTHWISE_CONV_2D has a 1x1 kernel (no padding can reach it)."""
+    w_t = model.subgraphs[0].tensors[int(op.inputs[1])]
+    return tuple(int(d) for d in w_t.shape[1:3]) == (1, 1)
+
+
+def _exact_conv(model, fb, op, zero: int, in_scale: float, centred: bool = False) -> np.ndarray:
+    """Rewrite an int8 CONV_2D's or DEPTHWISE_CONV_2D's weights and bias as float32 integers
+    (in place); returns the per-output-channel scale that turns its sums into the int8
+    convolution's real values.
+
+    ``centred``: the convolution will read ``q - zero`` (its padding then adds real zeros, as
+    in the int8 model); otherwise it reads ``q`` and the zero point goes into the bias, which is
+    only right for a 1x1 kernel."""
     graph = model.subgraphs[0]
     w_t, b_t = graph.tensors[int(op.inputs[1])], graph.tensors[int(op.inputs[2])]
     wq = np.frombuffer(bytes(model.buffers[w_t.buffer].data), np.int8).reshape(w_t.shape)
+    code = model.operatorCodes[op.opcodeIndex]
+    depthwise = max(code.builtinCode, code.deprecatedBuiltinCode) == \
+        fb.BuiltinOperator.DEPTHWISE_CONV_2D
+    # one row of weights per output channel: OHWI for a conv, 1HWC (channel last) for depthwise
+    w = (wq.reshape(-1, wq.shape[-1]).T if depthwise else wq.reshape(len(wq), -1)).astype(np.int64)
     w_scale = np.asarray(w_t.quantization.scale, np.float64)
     if len(w_scale) == 1:
-        w_scale = np.full(wq.shape[0], w_scale[0])
+        w_scale = np.full(len(w), w_scale[0])
     if np.any(np.asarray(w_t.quantization.zeroPoint) != 0):
         raise ValueError("asymmetric convolution weights are not supported")
-    w = wq.astype(np.int64).reshape(len(wq), -1)
     bias = np.frombuffer(bytes(model.buffers[b_t.buffer].data), np.int32).astype(np.int64)
-    # sum((q - zero) * w) + b == sum(q * w) + (b - zero * sum(w)): the zero point goes into the bias
-    bias = bias - zero * w.sum(axis=1)
-    largest = np.abs(bias) + 128 * np.abs(w).sum(axis=1)
+    if centred:  # inputs q - zero lie in 0..255 (and -255..255 at worst)
+        largest = np.abs(bias) + 255 * np.abs(w).sum(axis=1)
+    else:
+        # sum((q - zero) * w) + b == sum(q * w) + (b - zero * sum(w)): the zero point goes into
+        # the bias
+        bias = bias - zero * w.sum(axis=1)
+        largest = np.abs(bias) + 128 * np.abs(w).sum(axis=1)
     if largest.max() >= EXACT:
         raise ValueError(f"a head convolution's sums reach {largest.max()}, beyond float32's "
                          "exact integers")
@@ -185,9 +206,14 @@ def float_heads(tflite: bytes) -> bytes:
         readers = [i for i in convs if int(graph.operators[i].inputs[0]) == src]
         zero = int(feature.quantization.zeroPoint[0])
         in_scale = float(feature.quantization.scale[0])
+        # a kernel wider than 1x1 pads: it must read q - zero (real zeros in its padding)
+        centred = not all(_is_pointwise(model, graph.operators[i]) for i in readers)
+        cast_out = index
+        if centred:
+            index = _centre(model, fb, graph, index, zero, inserts, min(readers))
         for i in readers:
             op = graph.operators[i]
-            scale = _exact_conv(model, fb, op, zero, in_scale)
+            scale = _exact_conv(model, fb, op, zero, in_scale, centred)
             op.inputs = np.array([index, *op.inputs[1:]], np.int32)
             out = graph.tensors[int(op.outputs[0])]
             sums = fb.TensorT()
@@ -209,15 +235,53 @@ def float_heads(tflite: bytes) -> bytes:
         c = fb.OperatorT()
         c.opcodeIndex = cast
         c.inputs = np.array([src], np.int32)
-        c.outputs = np.array([index], np.int32)
+        c.outputs = np.array([cast_out], np.int32)
         inserts.append((min(readers), c))
     for t in path:
         _float_tensor(graph.tensors[t], fb)
-    # from the back, so earlier positions stay valid; a CAST goes before a MUL at the same place
-    for position, op in sorted(inserts, key=lambda x: (x[0], x[1].opcodeIndex == cast),
+    # from the back, so earlier positions stay valid; at one place a MUL, a CAST, then the ADD
+    # that centres the CAST's result
+    order = {mul: 0, cast: 1}
+    for position, op in sorted(inserts, key=lambda x: (x[0], order.get(x[1].opcodeIndex, 2)),
                                reverse=True):
         graph.operators.insert(position, op)
+    _float_ops_last(fb, graph)
     return _pack(model)
+
+
+def _centre(model, fb, graph, cast_out: int, zero: int, inserts: list, position: int) -> int:
+    """An ADD of ``-zero`` to the CAST result ``cast_out`` (exact: small integers in float32),
+    queued in ``inserts``; returns the tensor it writes."""
+    src = graph.tensors[cast_out]
+    centred = fb.TensorT()
+    centred.shape = np.array(src.shape, np.int32)
+    centred.type = fb.TensorType.FLOAT32
+    centred.name = (src.name or b"") + b"_centred"
+    centred.buffer = 0
+    graph.tensors.append(centred)
+    out = len(graph.tensors) - 1
+    a = fb.OperatorT()
+    a.opcodeIndex = _opcode(fb, model, fb.BuiltinOperator.ADD, 1)
+    a.inputs = np.array([cast_out, _const(model, fb, graph, np.array([-zero], np.float32),
+                                          b"minus_zero_point")], np.int32)
+    a.outputs = np.array([out], np.int32)
+    a.builtinOptionsType = fb.BuiltinOptions.AddOptions
+    a.builtinOptions = fb.AddOptionsT()
+    inserts.append((position, a))
+    return out
+
+
+def _float_ops_last(fb, graph) -> None:
+    """Move every op that computes a float32 tensor (the CASTs and everything after them)
+    behind all integer ops, each group keeping its order: the int8 body is then one piece
+    before the float tail, which is what an accelerator that maps a model's leading supported
+    ops (the Edge TPU compiler) can use. Integer ops never read the float tensors, so the order
+    stays valid."""
+    def is_float(op) -> bool:
+        return graph.tensors[int(op.outputs[0])].type == fb.TensorType.FLOAT32
+
+    graph.operators = ([op for op in graph.operators if not is_float(op)]
+                       + [op for op in graph.operators if is_float(op)])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

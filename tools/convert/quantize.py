@@ -38,7 +38,8 @@ RANGES = ("minmax", "mse")
 
 def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
             width: int | None = None, input_type: str = "int8", ranges: str = "minmax",
-            learnt: dict[int, tuple[float, float]] | None = None) -> bytes:
+            learnt: dict[int, tuple[float, float]] | None = None,
+            input_range: tuple[float, float] | None = None) -> bytes:
     """Quantise ``graph`` to a full-integer TFLite model.
 
     Args:
@@ -53,6 +54,8 @@ def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
         learnt: with "mse": ranges learnt by quantisation-aware fine-tuning, keyed by the
             graph's tensor indices (``tools.convert.finetune``); they replace the MSE range of
             the activation they match.
+        input_range: with "mse": the input tensor's (min, max) instead of the calibrated one
+            (YuNet's pixel values: (0, 255) gives scale 1, zero point -128, every pixel exact).
     Returns:
         the ``.tflite`` flatbuffer.
     """
@@ -75,6 +78,8 @@ def to_int8(graph: Graph, samples: list[np.ndarray], height: int | None = None,
         used = {i: learnt[t] for t, i in mapping.items() if i in chosen and i not in fixed}
         log.info("learnt ranges for %d of %d activations", len(used), len(learnt))
         chosen.update(used)
+    if input_range is not None:
+        chosen[rg.input_tensor(calibrated)] = tuple(float(v) for v in input_range)
     return rg.quantise_calibrated(rg.with_ranges(calibrated, chosen), input_type)
 
 

@@ -57,12 +57,26 @@ def ranged_tensors(calibrated: bytes) -> dict[int, str]:
             and len(t.quantization.min) == 1}
 
 
+def input_tensor(calibrated: bytes) -> int:
+    """Index of the model's (first) input tensor."""
+    return int(_model(calibrated).subgraphs[0].inputs[0])
+
+
 def fixed_tensors(calibrated: bytes) -> set[int]:
-    """The input, the outputs and the tensors the output ops read: these keep min/max."""
-    sg = _model(calibrated).subgraphs[0]
+    """The input, the outputs and the tensors that output ops only pass on (the inputs of a
+    RESHAPE or CONCATENATION that makes an output): these keep min/max. A convolution that
+    makes an output (YuNet's heads) reads a feature map that gets its own range."""
+    from ai_edge_litert import schema_py_generated as fb
+
+    model = _model(calibrated)
+    sg = model.subgraphs[0]
+    computing = {fb.BuiltinOperator.CONV_2D, fb.BuiltinOperator.DEPTHWISE_CONV_2D,
+                 fb.BuiltinOperator.FULLY_CONNECTED}
     fixed = {int(i) for i in sg.inputs} | {int(i) for i in sg.outputs}
     for op in sg.operators:
-        if int(op.outputs[0]) in set(int(i) for i in sg.outputs):
+        code = model.operatorCodes[op.opcodeIndex]
+        if (int(op.outputs[0]) in set(int(i) for i in sg.outputs)
+                and max(code.builtinCode, code.deprecatedBuiltinCode) not in computing):
             fixed |= {int(i) for i in op.inputs}
     return fixed
 

@@ -1,8 +1,9 @@
 """Rebuilding a float TFLite graph (read by ``tflite_graph``) as a TensorFlow function.
 
-Only the ops BlazeFace uses are supported; anything else stops with a clear error. The input
-may be given a different height/width than the original (the network is fully convolutional up
-to its final reshapes), which is how a wide-input variant is made from the same weights.
+Only the ops BlazeFace and YuNet use are supported; anything else stops with a clear error. The
+input may be given a different height/width than the original (the network is fully
+convolutional up to its final reshapes), which is how a wide-input variant is made from the
+same weights.
 """
 
 from __future__ import annotations
@@ -65,6 +66,17 @@ def _resize(op: Op, x, size, graph: Graph):
         half_pixel_centers=op.options.get("half_pixel_centers", False))
 
 
+def _resize_nearest(op: Op, x, size, graph: Graph):
+    # the same whole-number factor at any input size (YuNet's 2x top-down path)
+    in_h, in_w = graph.shapes[op.inputs[0]][1:3]
+    fh, fw = size[0] // in_h, size[1] // in_w
+    if (fh * in_h, fw * in_w) != tuple(size) or op.options.get("align_corners") \
+            or op.options.get("half_pixel_centers"):
+        raise NotImplementedError("only whole-number nearest up-sampling is supported")
+    return tf.raw_ops.ResizeNearestNeighbor(images=x, size=(x.shape[1] * fh, x.shape[2] * fw),
+                                            align_corners=False, half_pixel_centers=False)
+
+
 def _reshape(op: Op, x, shape_const, graph: Graph):
     new_shape = op.options.get("new_shape") or (shape_const.tolist() if shape_const is not None
                                                 else list(graph.shapes[op.outputs[0]]))
@@ -97,6 +109,8 @@ def _apply(op: Op, args: list, graph: Graph, weights=None):
         return _max_pool(op, args[0])
     if n == "RESIZE_BILINEAR":
         return _resize(op, args[0], np.asarray(args[1]).tolist(), graph)
+    if n == "RESIZE_NEAREST_NEIGHBOR":
+        return _resize_nearest(op, args[0], np.asarray(args[1]).tolist(), graph)
     if n == "RESHAPE":
         return _reshape(op, args[0], args[1] if len(args) > 1 else None, graph)
     if n == "CONCATENATION":
@@ -130,12 +144,19 @@ def as_function(graph: Graph, height: int | None = None, width: int | None = Non
     """A concrete ``tf.function`` computing the graph for a fixed (1, H, W, C) float input.
 
     The outputs are named ``regressors`` and ``classificators`` when the model has exactly
-    those two BlazeFace heads (16 and 1 values per anchor), otherwise ``output_<i>``.
+    those two BlazeFace heads (16 and 1 values per anchor), by their tensor names when those are
+    YuNet's head names (``cls_8`` ...), otherwise ``output_<i>``.
     """
     shape = input_shape(graph, height, width)
     last = [graph.shapes[i][-1] for i in graph.outputs]
-    names = (["regressors" if d == 16 else "classificators" for d in last]
-             if sorted(last) == [1, 16] else [f"output_{i}" for i in range(len(last))])
+    own = [graph.names[i] for i in graph.outputs]
+    if sorted(last) == [1, 16]:
+        names = ["regressors" if d == 16 else "classificators" for d in last]
+    elif all(n.split("_")[0] in ("cls", "obj", "bbox", "kps") for n in own) \
+            and len(set(own)) == len(own):
+        names = own
+    else:
+        names = [f"output_{i}" for i in range(len(last))]
 
     @tf.function(input_signature=[tf.TensorSpec(shape, tf.float32, name="input")])
     def model(x):
