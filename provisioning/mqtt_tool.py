@@ -49,7 +49,6 @@ class Session:
         self.opts = opts
         self.messages: list[tuple[str, bytes]] = []
         self._cond = threading.Condition()
-        self._connected = threading.Event()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
                                   client_id=f"kiosk-provision-{int(time.time() * 1000) % 10**9}")
         if opts.username:
@@ -60,15 +59,28 @@ class Session:
             self.client.tls_set(ca_certs=opts.ca_file, certfile=opts.cert_file,
                                 keyfile=opts.key_file, cert_reqs=ssl.CERT_REQUIRED)
             self.client.tls_insecure_set(opts.insecure)
-        self.client.on_connect = lambda c, u, f, rc, p: rc.is_failure or self._connected.set()
+        self._refused: str | None = None
+        self._answered = threading.Event()  # the broker accepted or refused the connection
+        self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
         self._acked: set[int] = set()
-        self.client.connect(opts.host, opts.port, keepalive=30)
+        where = f"the broker at {opts.host}:{opts.port}"
+        try:
+            self.client.connect(opts.host, opts.port, keepalive=30)
+        except (OSError, ssl.SSLError) as exc:  # refused, unknown host, TLS handshake failed
+            raise ConnectionError(f"cannot reach {where}: {exc.strerror or exc}") from None
         self.client.loop_start()
-        if not self._connected.wait(timeout):
+        if not self._answered.wait(timeout) or self._refused:
             self.close()
-            raise ConnectionError(f"no connection to the broker at {opts.host}:{opts.port}")
+            why = f"it refused the connection ({self._refused})" if self._refused else \
+                f"no answer in {timeout:.0f} s"
+            raise ConnectionError(f"no connection to {where}: {why}")
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:  # e.g. "Not authorized": wrong user name or password
+            self._refused = str(reason_code)
+        self._answered.set()
 
     def topic(self, device_id: str, leaf: str) -> str:
         return f"{self.opts.root}/{device_id}/{leaf}"

@@ -278,3 +278,31 @@ def test_flash_needs_one_destination(tmp_path, bundles):
     with pytest.raises(SystemExit) as info:
         main(["flash", "x.kbundle", "--device", "k1"])
     assert info.value.code == 2
+
+
+def test_an_unreachable_or_refusing_broker_is_named_with_the_reason(tmp_path, capsys):
+    import socket
+
+    from tests.conftest import Broker
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["status", "--mqtt", f"127.0.0.1:{port}"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot reach the broker at 127.0.0.1:{port}: Connection refused" in err
+    work = tmp_path / "broker"
+    work.mkdir()
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(work / "passwd"), "ops", "right"],
+                   check=True, capture_output=True)
+    broker = Broker(work, anonymous=False, extra=[f"password_file {work / 'passwd'}"])
+    broker.start()
+    try:
+        (tmp_path / "pw").write_text("wrong\n")
+        assert main(["status", "--mqtt", f"{broker.host}:{broker.port}", "--username", "ops",
+                     "--password-file", str(tmp_path / "pw")]) == 1
+        err = capsys.readouterr().err
+        assert f"no connection to the broker at {broker.host}:{broker.port}: it refused" in err
+        assert "Not authorized" in err or "Bad user name or password" in err, err
+    finally:
+        broker.stop()

@@ -4,5 +4,5 @@
 # Extra arguments go to pytest (e.g. -k mqtt, -x).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source tools/setup.sh tools/requirements-dev.txt mosquitto systemd postgresql chromium
+source tools/setup.sh tools/requirements-dev.txt mosquitto mosquitto-clients systemd postgresql chromium
 exec .venv/bin/python -m pytest "$@"

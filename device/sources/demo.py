@@ -2,8 +2,8 @@
 
 The portrait (NASA, public domain; scikit-image's ``data.astronaut()``) ships with the models as
 ``device/models/selftest/astronaut.jpg``, so the demo needs nothing beyond the wheel. The clip
-is computed frame by frame (nothing is stored): the camera pans in from the side, the face comes
-closer as if someone walked up to the kiosk, lingers, then leaves the frame again.
+is computed frame by frame (nothing is stored): the camera pans in from the side, and the face
+comes closer as if someone walked up to the kiosk and lingers there until the clip ends.
 """
 
 from __future__ import annotations
@@ -35,11 +35,10 @@ def camera_path(t: float, duration: float) -> tuple[float, float, float]:
     if u < 0.15:  # pan in from the right: the face enters the frame
         k = u / 0.15
         return 260 + (1 - k) * 700, 190.0, 1.0
-    if u < 0.75:  # approach: zoom in, then hold
-        k = min(1.0, (u - 0.15) / 0.4)
-        return 260.0, 190.0 - 40 * k, 1.0 + 1.6 * k
-    k = (u - 0.75) / 0.25  # leave to the left
-    return 260 - k * 900, 150.0, 2.6
+    # approach: zoom in, then linger close to the screen until the clip ends (a looped clip
+    # starts with an empty frame again, so each pass is a new visit)
+    k = min(1.0, (u - 0.15) / 0.4)
+    return 260.0, 190.0 - 40 * k, 1.0 + 1.6 * k
 
 
 class DemoSource(FrameSource):
