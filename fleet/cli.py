@@ -44,22 +44,13 @@ def read_sites(path: str) -> dict[str, str]:
     return {r[0].strip(): r[1].strip() for r in rows}
 
 
-def broker(args):
-    from provisioning.mqtt_tool import BrokerOptions
-
-    host, _, port = args.mqtt.rpartition(":")
-    if not host or not port.isdigit():
-        raise SystemExit(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")
-    return BrokerOptions(host, int(port), args.username, args.password_file, args.tls,
-                         args.ca_file, args.cert_file, args.key_file, args.tls_insecure, args.root)
-
-
 def cmd_ingest(args) -> int:
     from fleet.ingest import IngestWorker
     from fleet.store import open_store
+    from provisioning.mqtt_tool import broker_options
 
     store = open_store(args.db)
-    worker = IngestWorker(store, broker(args), group=args.group, name=args.name,
+    worker = IngestWorker(store, broker_options(args), group=args.group, name=args.name,
                           batch_max=args.batch, snapshot_s=args.snapshot_s,
                           backstop=args.backstop, leave=args.leave)
     stop = threading.Event()
@@ -111,26 +102,16 @@ def cmd_gaps(args) -> int:
     return 0
 
 
-def _broker_args(p) -> None:
-    p.add_argument("--mqtt", required=True, metavar="HOST:PORT", help="the broker")
-    p.add_argument("--username")
-    p.add_argument("--password-file", help="file holding the broker password")
-    p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
-    p.add_argument("--ca-file")
-    p.add_argument("--cert-file", help="client certificate (mutual TLS)")
-    p.add_argument("--key-file", help="client certificate's key")
-    p.add_argument("--tls-insecure", action="store_true", help="skip host-name check (test rigs)")
-    p.add_argument("--root", default="kiosk", help="topic root (default: kiosk)")
-
-
 def parser() -> argparse.ArgumentParser:
+    from provisioning.mqtt_tool import add_broker_arguments
+
     ap = argparse.ArgumentParser(prog="kiosk-fleet", description=__doc__.split("\n")[0])
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = ap.add_subparsers(dest="cmd", required=True)
     db_help = "sqlite:PATH (default sqlite:fleet.db) or postgresql://USER@HOST/DB"
     p = sub.add_parser("ingest", help="store every kiosk's audience, status and availability")
     p.add_argument("--db", default="sqlite:fleet.db", help=db_help)
-    _broker_args(p)
+    add_broker_arguments(p)
     p.add_argument("--group", default="kiosk-fleet",
                    help="shared-subscription group: workers in one group split the messages")
     p.add_argument("--name", help="this worker's name in the group, stable across restarts "

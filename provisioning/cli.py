@@ -103,7 +103,7 @@ def cmd_flash(args) -> int:
         read_bundle(data, trusted_keyring(args.pubkey))
     from provisioning import mqtt_tool
 
-    session = mqtt_tool.Session(broker_options(args))
+    session = mqtt_tool.Session(mqtt_tool.broker_options(args))
     try:
         ids, results = args.device or [], {}
         if args.all:
@@ -153,7 +153,7 @@ def flash_target(args, data: bytes) -> int:
 def cmd_status(args) -> int:
     from provisioning import mqtt_tool
 
-    session = mqtt_tool.Session(broker_options(args))
+    session = mqtt_tool.Session(mqtt_tool.broker_options(args))
     try:
         table = mqtt_tool.device_table(session, args.discover_s)
     finally:
@@ -169,26 +169,10 @@ def cmd_status(args) -> int:
     return 0
 
 
-def broker_options(args):
-    from provisioning.mqtt_tool import BrokerOptions
-
-    host, _, port = args.mqtt.rpartition(":")
-    if not host or not port.isdigit():
-        raise SystemExit(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")
-    return BrokerOptions(host, int(port), args.username, args.password_file, args.tls,
-                         args.ca_file, args.cert_file, args.key_file, args.tls_insecure, args.root)
-
-
 def _broker_args(p, required: bool) -> None:
-    p.add_argument("--mqtt", required=required, metavar="HOST:PORT", help="the broker")
-    p.add_argument("--username")
-    p.add_argument("--password-file", help="file holding the broker password")
-    p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
-    p.add_argument("--ca-file")
-    p.add_argument("--cert-file", help="client certificate (mutual TLS)")
-    p.add_argument("--key-file", help="client certificate's key")
-    p.add_argument("--tls-insecure", action="store_true", help="skip host-name check (test rigs)")
-    p.add_argument("--root", default="kiosk", help="topic root (default: kiosk)")
+    from provisioning.mqtt_tool import add_broker_arguments
+
+    add_broker_arguments(p, required)
     p.add_argument("--discover-s", type=float, default=2.0,
                    help="seconds to collect retained status messages")
 

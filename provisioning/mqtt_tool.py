@@ -42,6 +42,28 @@ class BrokerOptions:
     root: str = "kiosk"
 
 
+def add_broker_arguments(p, required: bool = True) -> None:
+    """The broker options every operator command takes (``--mqtt HOST:PORT``, credentials, TLS)."""
+    p.add_argument("--mqtt", required=required, metavar="HOST:PORT", help="the broker")
+    p.add_argument("--username")
+    p.add_argument("--password-file", help="file holding the broker password")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (system CAs)")
+    p.add_argument("--ca-file")
+    p.add_argument("--cert-file", help="client certificate (mutual TLS)")
+    p.add_argument("--key-file", help="client certificate's key")
+    p.add_argument("--tls-insecure", action="store_true", help="skip host-name check (test rigs)")
+    p.add_argument("--root", default="kiosk", help="topic root (default: kiosk)")
+
+
+def broker_options(args) -> BrokerOptions:
+    """:class:`BrokerOptions` from the parsed :func:`add_broker_arguments` options."""
+    host, _, port = args.mqtt.rpartition(":")
+    if not host or not port.isdigit():
+        raise SystemExit(f"--mqtt wants HOST:PORT, got {args.mqtt!r}")
+    return BrokerOptions(host, int(port), args.username, args.password_file, args.tls,
+                         args.ca_file, args.cert_file, args.key_file, args.tls_insecure, args.root)
+
+
 class Session:
     """A connected paho client that records every message on the topics it subscribes to."""
 
