@@ -18,6 +18,7 @@ import pytest
 from device.errors import DisplayError
 from device.health import Health, led_pattern
 from device.screen import Screen
+from tests.test_app import FakePipeline, RecordingLeds
 
 
 class StandInPicamera2:
@@ -87,24 +88,6 @@ def picamera2(monkeypatch):
     monkeypatch.setattr(StandInPicamera2, "fail_preview", None)
     monkeypatch.setattr(StandInPicamera2, "frames_before_unplug", None)
     return StandInPicamera2
-
-
-class FakePipeline:
-    accelerator, model_version, analyzer_available = "cpu", "fake-1", False
-
-    def self_test(self):
-        return {"faces": 1}
-
-    def process(self, frame):
-        return []
-
-
-class RecordingLeds:
-    def __init__(self):
-        self.calls = []
-
-    def __getattr__(self, name):
-        return lambda *a: self.calls.append(name)
 
 
 def pi_app(tmp_path, frames=40, **overrides):
