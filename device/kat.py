@@ -185,17 +185,12 @@ def head_differences(want: dict, got: dict, scales: dict[str, float]) -> dict[st
     return out
 
 
-def _score_output(det: FaceDetector) -> int:
-    """Index of the detector's score output (last axis 1; the regressors have 16)."""
-    return next(i for i, s in enumerate(det.model.outputs) if s.shape[-1] == 1)
-
-
 def _fingerprint(det: FaceDetector, img: np.ndarray) -> np.ndarray:
-    """All raw score logits of the detector for ``img`` stretched to its input (one per anchor)."""
+    """All raw score logits of the detector for ``img`` stretched to its input (one per anchor;
+    YuNet's: the logit of each prior's score, ``FaceDetector.score_logits``)."""
     _, h, w, _ = det.model.inputs[0].shape
     rgb = cv2.cvtColor(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-    outs = det.model.run((rgb.astype(np.float32)[None] - 127.5) / 127.5)
-    return outs[_score_output(det)].reshape(-1)
+    return det.score_logits(rgb)
 
 
 

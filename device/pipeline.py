@@ -51,8 +51,8 @@ class VisionPipeline:
     Args:
         models_dir: folder with ``manifest.json`` and the models (default: the shipped ``models/``).
         threads: interpreter threads for each model.
-        detector_variant: "full_wide" (the shipped default), "full" or "short"; None: the
-            manifest's.
+        detector_variant: "yunet" (the shipped default), or a BlazeFace variant ("full_wide",
+            "full", "short"; their files are not installed); None: the manifest's.
         detector_tiles: tiles per side on large frames ("auto" or a number, see
             ``device.detector.tiling``).
         analyze_every: analyze faces on every n-th processed frame only (tracking carries the

@@ -33,9 +33,11 @@ def count_clip(path, passes=1):
 def test_pedestrians_clip_counts_about_ten_people_once_each():
     agg, summaries, frames = count_clip(sample("pedestrians_1080p.mp4"))
     assert frames == 105
-    # about ten people walk toward the camera; detections happen on ~5 faces in every frame,
-    # so counting frames instead of people would give hundreds
-    assert 5 <= agg["visitors"] <= 14, agg
+    # some fourteen people show their faces while walking toward the camera (counted on the
+    # contact sheets); faces are detected ~7 times in every frame, so counting frames instead
+    # of people would give hundreds. The shipped YuNet counts 14 (BlazeFace, until models
+    # 1.5.0, found 8 of them)
+    assert 8 <= agg["visitors"] <= 18, agg
     assert agg["impressions"] <= 25, agg
     assert agg["suppressed"] is False
     visitors = [s for s in summaries if s.dwell_s >= 1.0]

@@ -1,4 +1,6 @@
-"""Face detector: anchors, decoding, NMS, letterbox on known inputs; real models on the samples."""
+"""Face detector: anchors, decoding, NMS, letterbox on known inputs; the BlazeFace models on the
+samples (BlazeFace ``full_wide``, the default until models 1.6.0; the shipped YuNet's tests are in
+``tests/test_yunet.py``)."""
 
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def samples() -> Path:
 
 @pytest.fixture(scope="module")
 def detector() -> FaceDetector:
-    return FaceDetector(default_detector_path(), threads=1)
+    return FaceDetector(default_detector_path("full_wide"), threads=1)
 
 
 @pytest.fixture(scope="module")
@@ -236,6 +238,7 @@ def test_detector_threshold_and_input_checks():
 def test_variant_paths():
     assert DEFAULT_VARIANT in DETECTOR_VARIANTS
     assert default_detector_path().is_file(), "the default int8 detector is not in models/"
+    assert default_detector_path().parent == default_detector_path("full_wide").parent.parent
     assert float_detector_path("short").name == "face_detection_short_range.tflite"
     assert float_detector_path("full").is_file() and float_detector_path("short").is_file()
     with pytest.raises(ValueError, match="unknown detector variant"):
@@ -284,7 +287,7 @@ def wide_float(tmp_path_factory) -> Path:
     from tools.convert.tf_rebuild import as_function
     from tools.convert.tflite_graph import read_graph
 
-    w, h = DETECTOR_VARIANTS[DEFAULT_VARIANT].input_size
+    w, h = DETECTOR_VARIANTS["full_wide"].input_size
     fn = as_function(read_graph(float_detector_path("full")), h, w)
     out = tmp_path_factory.mktemp("detector") / "full_wide_float.tflite"
     out.write_bytes(tf.lite.TFLiteConverter.from_concrete_functions([fn]).convert())

@@ -25,6 +25,8 @@ from device.runtime import (
 )
 
 DETECTOR = model_path(MODELS_DIR, load_manifest(MODELS_DIR)["detector"])
+# the first model the float-head rewrite was made for (two 1x1 output convolutions)
+BLAZEFACE = MODELS_DIR / "src" / "face_detector_full_wide_int8.tflite"
 EXPECTED = {"auto": "xnnpack", "builtin": "builtin", "reference": "reference"}
 
 
@@ -87,15 +89,28 @@ def test_a_missing_xnnpack_is_said_once(monkeypatch, caplog):
     assert len(said) == 1 and DETECTOR.name in said[0].getMessage()
 
 
-def test_the_shipped_detector_computes_its_output_convolutions_in_float():
+def test_blazeface_computes_its_output_convolutions_in_float():
+    from tools.convert.float_heads import float_heads
+
+    model = TFLiteModel(BLAZEFACE)
+    assert model.inputs[0].dtype == np.int8
+    assert [o.dtype for o in model.outputs] == [np.float32, np.float32]
+    ops = [op["op_name"] for op in TFLiteModel(BLAZEFACE, kernels="builtin")
+           .interpreter._get_ops_details()]
+    assert ops.count("CAST") == 1 and ops.count("MUL") == 2
+    data = BLAZEFACE.read_bytes()
+    assert float_heads(data) == data  # already converted: unchanged
+
+
+def test_the_shipped_detector_computes_its_heads_in_float():
     from tools.convert.float_heads import float_heads
 
     model = TFLiteModel(DETECTOR)
     assert model.inputs[0].dtype == np.int8
-    assert [o.dtype for o in model.outputs] == [np.float32, np.float32]
+    assert len(model.outputs) == 12 and all(o.dtype == np.float32 for o in model.outputs)
     ops = [op["op_name"] for op in TFLiteModel(DETECTOR, kernels="builtin")
            .interpreter._get_ops_details()]
-    assert ops.count("CAST") == 1 and ops.count("MUL") == 2
+    assert ops.count("CAST") == 12 and ops.count("MUL") == 12
     data = DETECTOR.read_bytes()
     assert float_heads(data) == data  # already converted: unchanged
 
@@ -129,7 +144,7 @@ def test_the_float_heads_are_exact_whatever_the_kernels(kernels):
     scale, so no kernel's summation order or fused multiply-add can change a bit."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(DETECTOR), experimental_preserve_all_tensors=True,
+    it = Interpreter(model_path=str(BLAZEFACE), experimental_preserve_all_tensors=True,
                      experimental_op_resolver_type=getattr(OpResolverType, KERNELS[kernels]))
     it.allocate_tensors()
     inp = it.get_input_details()[0]
@@ -137,7 +152,7 @@ def test_the_float_heads_are_exact_whatever_the_kernels(kernels):
                                                                    dtype=np.int8))
     it.invoke()
     cast = next(op for op in it._get_ops_details() if op["op_name"] == "CAST")
-    want = _head_sums(DETECTOR, it.get_tensor(cast["inputs"][0]))
+    want = _head_sums(BLAZEFACE, it.get_tensor(cast["inputs"][0]))
     for o in it.get_output_details():
         got = it.get_tensor(o["index"]).reshape(-1, int(o["shape"][-1]))
         assert np.array_equal(got, want[int(o["shape"][-1])])
@@ -201,21 +216,30 @@ def test_the_kernel_spread_on_the_known_answer_picture_is_under_the_floors(capsy
 
 
 def _shifted_keypoints(src, dst, pixels: float):
-    """A copy of the float-head detector whose keypoints all sit ``pixels`` to the right."""
+    """A copy of the float-head detector whose keypoints all sit ``pixels`` input pixels to the
+    right: BlazeFace's regressor (x of its 6 keypoints) or YuNet's three landmark heads (x of
+    5 landmarks, in strides)."""
     from tools.convert.float_heads import _model, _pack, head_path
 
     fb, model = _model(src.read_bytes())
     graph = model.subgraphs[0]
     convs, _ = head_path(model, fb)
-    reg = next(graph.operators[i] for i in convs
-               if graph.tensors[int(graph.operators[i].outputs[0])].shape[-1] == 16)
-    mul = next(o for o in graph.operators if int(o.inputs[0]) == int(reg.outputs[0]))
-    scale = np.frombuffer(bytes(model.buffers[graph.tensors[int(mul.inputs[1])].buffer].data),
-                          np.float32)
-    bias = graph.tensors[int(reg.inputs[2])]
-    values = np.frombuffer(bytes(model.buffers[bias.buffer].data), np.float32).copy()
-    values[4::2] += np.round(pixels / scale[4::2])  # x of the 6 keypoints, in the sums' units
-    model.buffers[bias.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
+    for i in convs:
+        conv = graph.operators[i]
+        mul = next(o for o in graph.operators if int(o.inputs[0]) == int(conv.outputs[0]))
+        name = (graph.tensors[int(mul.outputs[0])].name or b"").decode()
+        if name.startswith("kps_"):
+            first, step = 0, float(name.split("_")[1])  # YuNet: offsets in strides
+        elif graph.tensors[int(conv.outputs[0])].shape[-1] == 16:
+            first, step = 4, 1.0  # BlazeFace: box, then keypoints, in input pixels
+        else:
+            continue
+        scale = np.frombuffer(bytes(model.buffers[graph.tensors[int(mul.inputs[1])].buffer].data),
+                              np.float32)
+        bias = graph.tensors[int(conv.inputs[2])]
+        values = np.frombuffer(bytes(model.buffers[bias.buffer].data), np.float32).copy()
+        values[first::2] += np.round(pixels / step / scale[first::2])  # in the sums' units
+        model.buffers[bias.buffer].data = np.frombuffer(values.tobytes(), np.uint8)
     dst.write_bytes(_pack(model))
 
 

@@ -12,8 +12,8 @@ from tests.shared_data import sample
 
 def test_tiling_finds_the_child_in_two_people_2():
     img = cv2.imread(str(sample("two_people_2.jpg")))
-    adults = FaceDetector(default_detector_path(), tiles=1).detect(img)
-    everyone = FaceDetector(default_detector_path()).detect(img)
+    adults = FaceDetector(default_detector_path("full_wide"), tiles=1).detect(img)
+    everyone = FaceDetector(default_detector_path("full_wide")).detect(img)
     assert len(adults) == 2 and len(everyone) == 3
     child = [d for d in everyone if d.box[1] > 1000]  # the one face in the lower third
     assert len(child) == 1 and 1550 < child[0].box[0] < 1650 and child[0].score > 0.7
@@ -56,7 +56,7 @@ def test_shrink_factor_is_whole_and_leaves_at_most_2x():
 
 def test_bad_tiles_value_is_rejected():
     with pytest.raises(ValueError, match="tiles"):
-        FaceDetector(default_detector_path(), tiles="lots")
+        FaceDetector(default_detector_path("full_wide"), tiles="lots")
 
 
 def test_tiles_find_more_of_the_small_faces_in_1080p():
@@ -66,8 +66,8 @@ def test_tiles_find_more_of_the_small_faces_in_1080p():
         ok, img = cap.read()
         if i % 8 == 0:
             frames.append(img)
-    whole = FaceDetector(default_detector_path(), tiles=1)
-    tiled = FaceDetector(default_detector_path(), tiles="auto")
+    whole = FaceDetector(default_detector_path("full_wide"), tiles=1)
+    tiled = FaceDetector(default_detector_path("full_wide"), tiles="auto")
     n_whole = sum(len(whole.detect(f)) for f in frames)
     faces = [tiled.detect(f) for f in frames]
     assert sum(map(len, faces)) >= 1.5 * n_whole

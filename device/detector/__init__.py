@@ -1,4 +1,5 @@
-"""Face detection: MediaPipe BlazeFace (short / full range) with our own anchors, decoding and NMS.
+"""Face detection: YuNet-n (shipped) and MediaPipe BlazeFace (short / full range), with our own
+priors and anchors, decoding and NMS.
 
 ``FaceDetector(default_detector_path())`` is the usual entry point.
 """
@@ -24,10 +25,12 @@ def _variant(name: str) -> DetectorVariant:
 
 
 def default_detector_path(variant: str = DEFAULT_VARIANT) -> Path:
-    """The shipped int8 model for ``variant`` ("full" by default, or "short") in ``models/``."""
+    """The int8 model of ``variant`` (``DEFAULT_VARIANT``, the shipped one, by default) in
+    ``models/``; BlazeFace's ``full_wide`` lies in ``models/src``, which is not installed."""
     return MODELS_DIR / _variant(variant).int8_model
 
 
 def float_detector_path(variant: str = DEFAULT_VARIANT) -> Path:
-    """The MediaPipe float model for ``variant`` in ``models/src`` (reference, conversion input)."""
+    """The float model of ``variant`` in ``models/src`` (MediaPipe's, a reference and conversion
+    input; YuNet's float source is its ONNX export, outside ``models/``)."""
     return MODELS_DIR / "src" / _variant(variant).float_model

@@ -157,16 +157,23 @@ class FaceDetector:
 
     def _yunet_rows(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """YuNet's candidates over the score threshold: (rows N x 16, scores N)."""
-        maps = [self._float(outs, i) for i in self._heads]
         n = len(yunet.STRIDES)
-        flat = [np.concatenate([m.reshape(-1, m.shape[-1]) for m in maps[k * n:(k + 1) * n]])
-                for k in range(len(yunet.HEADS))]
-        cls, obj, box, kps = flat
-        cls, obj = cls.reshape(-1), obj.reshape(-1)
-        keep = np.flatnonzero((cls >= self._logit_floor) & (obj >= self._logit_floor))
-        score = yunet.scores(cls[keep], obj[keep], self.variant.score_clip)
-        keep, score = keep[score >= self.score_threshold], score[score >= self.score_threshold]
-        rows = yunet.decode(box[keep], kps[keep], self.anchors[keep], *self.size)
+        parts, first = [], 0
+        for k in range(n):  # per stride: only priors whose two score heads can pass are read
+            cls, obj = (self._float(outs, self._heads[h * n + k]).reshape(-1) for h in (0, 1))
+            keep = np.flatnonzero((cls >= self._logit_floor) & (obj >= self._logit_floor))
+            if len(keep):
+                score = yunet.scores(cls[keep], obj[keep], self.variant.score_clip)
+                passed = score >= self.score_threshold
+                keep, score = keep[passed], score[passed]
+                box, kps = (self._float(outs, self._heads[h * n + k]).reshape(len(cls), -1)[keep]
+                            for h in (2, 3))
+                parts.append((box, kps, self.anchors[first + keep], score))
+            first += len(cls)
+        if not parts:
+            return np.zeros((0, 16), np.float32), np.zeros(0, np.float32)
+        box, kps, prior, score = (np.concatenate(p) for p in zip(*parts))
+        rows = yunet.decode(box, kps, prior, *self.size)
         return yunet.six_keypoints(rows, *self.size, self.eye_map), score
 
     def score_logits(self, rgb: np.ndarray) -> np.ndarray:

@@ -57,16 +57,18 @@ DETECTOR_VARIANTS: dict[str, DetectorVariant] = {
         score_threshold=0.6, float_model="face_detection_full_range.tflite",
         int8_model="face_detector_full_int8.tflite"),
     # the full-range weights on a 320x192 input (made by tools.convert): 16:9 frames fill 320x180
-    # instead of 192x108, so faces are 1.67x larger in the input, for 1.67x the compute
+    # instead of 192x108, so faces are 1.67x larger in the input, for 1.67x the compute; the
+    # default until models 1.6.0, kept in models/src (not installed) for comparison
     "full_wide": DetectorVariant(
         "full_wide", AnchorOptions(320, 192, (4,), interpolated_scale_aspect_ratio=0.0),
         score_threshold=0.6, float_model="face_detection_full_range.tflite",
-        int8_model="face_detector_full_wide_int8.tflite"),
-    # YuNet-n (libfacedetection), made for int8: 320x192 input, priors at strides 8, 16, 32
+        int8_model="src/face_detector_full_wide_int8.tflite"),
+    # YuNet-n (libfacedetection), made for int8: 320x192 input, priors at strides 8, 16, 32; the
+    # shipped default from models 1.6.0 (its float source is the ONNX export, not in models/)
     "yunet": DetectorVariant(
         "yunet", AnchorOptions(320, 192, (8, 16, 32)), score_threshold=0.6,
         float_model="face_detector_yunet_float.tflite",
         int8_model="face_detector_yunet_int8.tflite", family="yunet"),
 }
 
-DEFAULT_VARIANT = "full_wide"
+DEFAULT_VARIANT = "yunet"
