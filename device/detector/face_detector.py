@@ -127,6 +127,11 @@ class FaceDetector:
         # uint8 pixel -> input tensor value in one table lookup (no float image in between)
         self._lut = (pixel_lut(self.model.inputs[0], self._to_float)
                      if hasattr(self.model, "run_raw") else None)
+        # an int8 input of scale 1 and zero point -128 (YuNet) holds each pixel's bits with the
+        # top one flipped: one XOR instead of the table, the same bytes
+        self._flip_top_bit = (
+            self._lut is not None and self._lut.dtype == np.int8
+            and np.array_equal(self._lut.view(np.uint8), np.arange(256, dtype=np.uint8) ^ 0x80))
 
     def _to_float(self, pixels: np.ndarray) -> np.ndarray:
         """uint8 pixel values (any shape) as the model's float input: [-1, 1] for BlazeFace,
@@ -145,7 +150,9 @@ class FaceDetector:
         if self._lut is None:
             x = to_model_range(rgb) if self.family == "blazeface" else rgb[None].astype(np.float32)
             return self.model.run(x)
-        if self._lut.itemsize == 1:  # int8/uint8 input: OpenCV's LUT on the same bytes
+        if self._flip_top_bit:
+            x = np.bitwise_xor(rgb, np.uint8(0x80)).view(np.int8)
+        elif self._lut.itemsize == 1:  # int8/uint8 input: OpenCV's LUT on the same bytes
             x = cv2.LUT(rgb, self._lut.view(np.uint8)).view(self._lut.dtype)
         else:
             x = self._lut[rgb]
@@ -158,22 +165,15 @@ class FaceDetector:
     def _yunet_rows(self, outs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """YuNet's candidates over the score threshold: (rows N x 16, scores N)."""
         n = len(yunet.STRIDES)
-        parts, first = [], 0
-        for k in range(n):  # per stride: only priors whose two score heads can pass are read
-            cls, obj = (self._float(outs, self._heads[h * n + k]).reshape(-1) for h in (0, 1))
-            keep = np.flatnonzero((cls >= self._logit_floor) & (obj >= self._logit_floor))
-            if len(keep):
-                score = yunet.scores(cls[keep], obj[keep], self.variant.score_clip)
-                passed = score >= self.score_threshold
-                keep, score = keep[passed], score[passed]
-                box, kps = (self._float(outs, self._heads[h * n + k]).reshape(len(cls), -1)[keep]
-                            for h in (2, 3))
-                parts.append((box, kps, self.anchors[first + keep], score))
-            first += len(cls)
-        if not parts:
-            return np.zeros((0, 16), np.float32), np.zeros(0, np.float32)
-        box, kps, prior, score = (np.concatenate(p) for p in zip(*parts))
-        rows = yunet.decode(box, kps, prior, *self.size)
+        heads = [np.concatenate([self._float(outs, self._heads[h * n + k]).reshape(
+            -1, yunet.CHANNELS[name]) for k in range(n)]) for h, name in enumerate(yunet.HEADS)]
+        cls, obj = heads[0].reshape(-1), heads[1].reshape(-1)
+        # only priors whose two score heads can both pass are scored and decoded
+        keep = np.flatnonzero((cls >= self._logit_floor) & (obj >= self._logit_floor))
+        score = yunet.scores(cls[keep], obj[keep], self.variant.score_clip)
+        passed = score >= self.score_threshold
+        keep, score = keep[passed], score[passed]
+        rows = yunet.decode(heads[2][keep], heads[3][keep], self.anchors[keep], *self.size)
         return yunet.six_keypoints(rows, *self.size, self.eye_map), score
 
     def score_logits(self, rgb: np.ndarray) -> np.ndarray:

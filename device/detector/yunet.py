@@ -89,8 +89,11 @@ def decode(bbox: np.ndarray, kps: np.ndarray, prior: np.ndarray, width: int,
 # face) from BlazeFace's, its eye distance is ``scale`` times BlazeFace's, and BlazeFace's eye
 # line is YuNet's turned by ``angle`` degrees. Medians over 1,492 UTKFace training chips
 # (MediaPipe's float full-range model at 192x192, which made the training crops, against the
-# shipped YuNet int8; the validation split not used); models/README.md, "Eyes".
-EYE_MAP = {"along": -0.0257, "down": -0.0476, "scale": 0.9714, "angle": 1.2412}
+# shipped YuNet int8; the validation split not used); models/README.md, "Eyes". ``cos`` and
+# ``sin`` are the angle's, written out: a library's cosine may differ in its last bit between
+# CPUs, these constants do not.
+EYE_MAP = {"along": -0.0257, "down": -0.0476, "scale": 0.9714, "angle": 1.2412,
+           "cos": 0.9997653658137305, "sin": 0.021661332353704092}
 
 
 def blazeface_eyes(right: np.ndarray, left: np.ndarray, eye_map: dict | None = None
@@ -110,8 +113,11 @@ def blazeface_eyes(right: np.ndarray, left: np.ndarray, eye_map: dict | None = N
     left = np.asarray(left, np.float64).reshape(-1, 2)
     u = left - right
     mid = (left + right) / 2
-    t = np.radians(m["angle"])
-    c, s = np.cos(t), np.sin(t)
+    if "cos" in m:
+        c, s = m["cos"], m["sin"]
+    else:
+        t = np.radians(m["angle"])
+        c, s = np.cos(t), np.sin(t)
     ub = np.stack([c * u[:, 0] - s * u[:, 1], s * u[:, 0] + c * u[:, 1]], axis=1) / m["scale"]
     nb = np.stack([-ub[:, 1], ub[:, 0]], axis=1)  # perpendicular, down the face (y grows down)
     midb = mid - m["along"] * ub - m["down"] * nb
