@@ -59,14 +59,29 @@ class SourceConfig:
     retry_max_s: float = field(default=30.0, metadata=POSITIVE)  # camera-lost backoff cap
 
 
+def _detector_variant(value: str) -> bool:
+    """'' or a detector variant whose int8 file is installed (ValueError saying which are)."""
+    if value == "":
+        return True
+    from device.detector import DETECTOR_VARIANTS, default_detector_path
+
+    if value not in DETECTOR_VARIANTS:
+        raise ValueError(f"unknown detector variant {value!r}; choose from "
+                         f"{', '.join(sorted(DETECTOR_VARIANTS))} (or leave it empty)")
+    path = default_detector_path(value)
+    if not path.is_file():
+        installed = [n for n in sorted(DETECTOR_VARIANTS) if default_detector_path(n).is_file()]
+        raise ValueError(f"the {value!r} detector is not installed ({path.name} is missing); "
+                         f"installed: {', '.join(installed) or 'none'}")
+    return True
+
+
 @dataclass(frozen=True)
 class ModelsConfig:
     dir: str = ""  # "" = the models/ folder installed with the package
     threads: int = field(default=1, metadata=POSITIVE)
-    # "" = the installed models' own detector (manifest); else full_wide | full | short
-    detector_variant: str = field(default="", metadata=_check(
-        lambda v: v in ("", "full_wide", "full", "short"),
-        "must be 'full_wide', 'full' or 'short' (or empty for the installed models' own)"))
+    # "" = the installed models' own detector (manifest); else a variant whose file is installed
+    detector_variant: str = field(default="", metadata={"check": _detector_variant})
     # tiles per side on large frames: "auto" (none below 720 px, 2x2 to 1200 px, then 3x3) or 1-4
     detector_tiles: str = field(default="auto", metadata=_check(
         lambda v: v == "auto" or v in ("1", "2", "3", "4"), "must be 'auto' or 1, 2, 3, 4"))

@@ -159,3 +159,13 @@ def test_kiosk_check_config_command_exit_status(tmp_path):
 def test_mirror_average_maps_to_the_analyzer_setting(tmp_path, value, flip):
     cfg = load_config(write(tmp_path, f'[models]\nmirror_average = "{value}"\n'))
     assert cfg.models.analyzer_flip is flip
+
+
+def test_a_detector_variant_must_be_known_and_installed(tmp_path):
+    cfg = load_config(None, {"models.detector_variant": "yunet"})
+    assert cfg.models.detector_variant == "yunet"
+    with pytest.raises(ConfigError, match=r"\[models\] detector_variant: unknown detector variant"):
+        load_config(None, {"models.detector_variant": "blazeface"})
+    # MediaPipe's short-range model is a conversion input only: no int8 file of it is installed
+    with pytest.raises(ConfigError, match=r"the 'short' detector is not installed .*installed: "):
+        load_config(None, {"models.detector_variant": "short"})
