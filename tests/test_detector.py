@@ -24,6 +24,7 @@ from device.detector.letterbox import fit, letterbox_image, to_model_range
 from device.detector.nms import iou, weighted_nms
 from device.errors import ModelError
 from device.runtime import TensorSpec
+from tests.shared_data import read_frames
 
 SHARED = Path(__file__).parents[1].parent / "shared"
 SAMPLES = SHARED / "data" / "samples"
@@ -45,17 +46,6 @@ def detector() -> FaceDetector:
 @pytest.fixture(scope="module")
 def float_detector() -> FaceDetector:
     return FaceDetector(float_detector_path("full"), threads=1)
-
-
-def read_frames(path: Path, indices) -> dict[int, np.ndarray]:
-    cap, out, i = cv2.VideoCapture(str(path)), {}, 0
-    while len(out) < len(indices):
-        ok, frame = cap.read()
-        assert ok, f"{path} ended before frame {max(indices)}"
-        if i in indices:
-            out[i] = frame
-        i += 1
-    return out
 
 
 # --- anchors ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import pytest
 
 from device.detector import FaceDetector, yunet
 from device.runtime import TensorSpec
-from tests.shared_data import SHARED, sample
+from tests.shared_data import SHARED, read_frames, sample
 
 ONNX = SHARED / "models" / "yunet" / "yunet_n_320_320.onnx"
 
@@ -244,17 +244,6 @@ def shipped() -> FaceDetector:
     det = FaceDetector(default_detector_path(), threads=1)
     assert det.family == "yunet", "the shipped detector is YuNet"
     return det
-
-
-def read_frames(path: Path, indices) -> dict[int, np.ndarray]:
-    cap, out, i = cv2.VideoCapture(str(path)), {}, 0
-    while len(out) < len(indices):
-        ok, frame = cap.read()
-        assert ok, f"{path} ended before frame {max(indices)}"
-        if i in indices:
-            out[i] = frame
-        i += 1
-    return out
 
 
 @pytest.mark.parametrize("name,count", [("multiface.jpg", 6), ("two_people.jpg", 2),
