@@ -22,7 +22,8 @@ Output of ``close`` and ``current`` (counts are over visitors unless said otherw
      "suppressed": bool}
 
 With fewer than ``k_anonymity`` visitors the window is ``suppressed``: the three breakdowns
-(gender, age_groups, emotions) are left out, the plain counts stay. A gender below
+(gender, age_groups, emotions) are left out, the plain counts stay. A gender the track did not
+tell (a child younger than the model's ``min_age``, see ``device.tracking``), a gender below
 ``min_gender_prob``, a dominant emotion below ``min_emotion_prob`` and a visitor never analyzed
 count as "unknown".
 """
@@ -36,7 +37,7 @@ BREAKDOWNS = ("gender", "age_groups", "emotions")
 
 
 def gender_label(summary, min_prob: float) -> str:
-    """The summary's gender, or "unknown" when missing or below ``min_prob``."""
+    """The summary's gender, or "unknown" when missing, not told or below ``min_prob``."""
     if summary.gender not in GENDERS or summary.gender_prob is None:
         return "unknown"
     return summary.gender if summary.gender_prob >= min_prob else "unknown"

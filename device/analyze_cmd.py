@@ -29,10 +29,15 @@ def damage(source) -> str:
 
 
 def format_row(rec: dict) -> str:
+    """One table row; a gender not told (a face younger than the model's min_age) reads
+    "?" with "-" for its probability."""
     box = "{:.0f},{:.0f},{:.0f},{:.0f}".format(*rec["box"])
     if "age" in rec:
-        attrs = (f"{rec['age']:5.1f}  {rec['age_group']:>6}  {rec['gender']:<6} "
-                 f"{rec['gender_prob']:.2f}  {rec['emotion']:<8} "
+        told = rec.get("gender_prob") is not None
+        gender = rec["gender"] if told else "?"
+        prob = f"{rec['gender_prob']:.2f}" if told else "   -"
+        attrs = (f"{rec['age']:5.1f}  {rec['age_group']:>6}  {gender:<6} "
+                 f"{prob}  {rec['emotion']:<8} "
                  f"{rec['emotions'][rec['emotion']]:.2f}")
     else:
         attrs = "    -       -  -         -  -           -"

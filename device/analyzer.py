@@ -10,12 +10,13 @@ from device.errors import ModelError, NoAttributeModel
 from device.manifest import (
     DEFAULT_AGE_GROUPS,
     age_group,
+    gender_min_age,
     load_manifest,
     model_path,
     parse_age_groups,
 )
 from device.runtime import TFLiteModel, pixel_lut
-from device.types import EMOTIONS, GENDERS, FaceAttributes
+from device.types import EMOTIONS, GENDERS, UNKNOWN, FaceAttributes
 
 TEST_TIME = ("none", "flip", "in_model")  # in_model: the graph itself averages the mirror
 
@@ -69,9 +70,14 @@ class Analyzer:
             ``"test_time"`` says (``"flip"`` or ``"none"``, the default), since the model's
             validation numbers were measured that way. ``"in_model"``: the model file averages
             the mirror view itself, so the runtime makes one pass.
+    Attributes:
+        gender_min_age: the manifest's ``heads.gender.min_age`` (0.0 when absent): a face whose
+            estimated age is below it gets gender "unknown". Set it to 0.0 to read the model's
+            own answer for every face (tools that measure the model do).
     Raises:
         NoAttributeModel: the manifest lists no analyzer; nothing is invented in its place.
-        ModelError: the entry's ``test_time`` is not one this runtime knows.
+        ModelError: the entry's ``test_time`` is not one this runtime knows, or its
+            ``heads.gender.min_age`` is not a number of years >= 0.
     """
 
     def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None,
@@ -99,6 +105,7 @@ class Analyzer:
         self.channels = int(spec.get("channels", self.model.inputs[0].shape[-1]))
         self.input_scale = float(spec.get("scale", 255.0))
         self.heads = entry["heads"]
+        self.gender_min_age = gender_min_age(entry)
         self.groups = parse_age_groups(age_groups or entry.get("age_groups") or DEFAULT_AGE_GROUPS)
         self.gender_labels = tuple(self.heads["gender"].get("labels", GENDERS))
         self.emotion_labels = tuple(self.heads["emotion"].get("labels", EMOTIONS))
@@ -150,10 +157,16 @@ class Analyzer:
             ages, genders, emotions = (_mean_views(v, n) for v in (ages, genders, emotions))
         out = []
         for age, g, e in zip(ages, genders, emotions):
-            gi = int(np.argmax(g))
             age = float(max(age, 0.0))
+            gender, prob = self._gender(age, g)
             out.append(FaceAttributes(
-                age=age, age_group=age_group(age, self.groups),
-                gender=self.gender_labels[gi], gender_prob=float(g[gi]),
+                age=age, age_group=age_group(age, self.groups), gender=gender, gender_prob=prob,
                 emotions={label: float(p) for label, p in zip(self.emotion_labels, e)}))
         return out
+
+    def _gender(self, age: float, probs: np.ndarray) -> tuple[str, float | None]:
+        """(label, its probability), or ("unknown", None) below ``gender_min_age``."""
+        if age < self.gender_min_age:
+            return UNKNOWN, None
+        gi = int(np.argmax(probs))
+        return self.gender_labels[gi], float(probs[gi])

@@ -11,7 +11,9 @@ Format (keys not listed are allowed and kept)::
         "heads": {
           "age": {"output": "age", "kind": "regression"}            # years
                  | {"output": "age", "kind": "distribution", "bins": [0, 1, ..., 100]},
-          "gender": {"output": "gender", "labels": ["male", "female"]},
+          "gender": {"output": "gender", "labels": ["male", "female"],
+                     "min_age": 3.0},  # optional: below this estimated age (years) gender is
+                                       # not told ("unknown"); absent or 0: always told
           "emotion": {"output": "emotion", "labels": ["angry", ..., "neutral"]}
         },
         "age_groups": ["0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+"],
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 from device.errors import ModelError
@@ -68,6 +71,25 @@ def model_path(models_dir: Path, entry: dict, verify: bool = True) -> Path:
     if verify and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise ModelError(f"model file {path} does not match its sha256 in the manifest")
     return path
+
+
+def gender_min_age(entry: dict) -> float:
+    """The analyzer entry's ``heads.gender.min_age``: years below which gender is not told.
+
+    Absent is 0.0: gender is always told. Raises ModelError naming the key when the value is
+    not a finite number of years >= 0 (null, a bool, a string or a negative age are refused).
+    """
+    head = entry.get("heads", {}).get("gender", {})
+    if not isinstance(head, dict):
+        raise ModelError(f"manifest analyzer.heads.gender must be an object, got {head!r}")
+    if "min_age" not in head:
+        return 0.0
+    value = head["min_age"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value < 0:
+        raise ModelError(f"manifest analyzer.heads.gender.min_age must be a number of years "
+                         f">= 0, got {value!r}")
+    return float(value)
 
 
 def parse_age_groups(groups) -> list[tuple[str, float, float]]:

@@ -4,6 +4,12 @@ A ``Tracker`` matches each frame's detections to its tracks (IoU with a constant
 prediction, plus centre distance for fast or half-hidden faces; greedy, cheapest pair first),
 keeps tracks through short misses and hands out a ``TrackSummary`` when one ends.
 
+A visitor's gender comes from the whole track: P(female) is averaged over the analyzed frames
+whose gender was told, and the track's gender is "unknown" unless most of its analyzed frames told
+it. The analyzer leaves gender untold on faces that look younger than the model's ``min_age``, so
+this is the same as "unknown when the median of the frames' estimated ages is below ``min_age``"
+(and when no frame told it), without the tracker having to know the model.
+
 Privacy: a track holds only its box, a velocity, running sums and a fixed-size age histogram; no
 image, crop, embedding or identity. All of it is dropped once the track's summary is handed out.
 """
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from device.manifest import DEFAULT_AGE_GROUPS, age_group, parse_age_groups
-from device.types import EMOTIONS, Detection, FaceAttributes
+from device.types import EMOTIONS, GENDERS, UNKNOWN, Detection, FaceAttributes
 
 # |nose offset| / half the ear-to-ear distance below which a face counts as turned to the camera.
 # With the nose tip about 1.3x as far in front of the ear axis as an ear is from the midline,
@@ -87,8 +93,8 @@ class TrackSummary:
     n_analyzed: int  # of those, frames with attributes
     age: float | None = None  # median over analyzed frames
     age_group: str | None = None
-    gender: str | None = None
-    gender_prob: float | None = None  # averaged probability of ``gender``
+    gender: str | None = None  # "male" | "female" | "unknown" (see the module docstring)
+    gender_prob: float | None = None  # averaged probability of ``gender``; None when "unknown"
     emotions: dict[str, float] | None = None  # averaged probabilities
 
     @property
@@ -100,13 +106,16 @@ class _Smoother:
     """Bounded per-track attribute statistics: running sums plus a whole-year age histogram."""
 
     def __init__(self):
-        self.n, self.female, self.emotions = 0, 0.0, np.zeros(len(EMOTIONS))
+        self.n, self.emotions = 0, np.zeros(len(EMOTIONS))
+        self.told, self.female = 0, 0.0  # frames whose gender was told, and their P(female) sum
         self.age_count, self.age_sum = np.zeros(AGE_BINS, dtype=np.int64), np.zeros(AGE_BINS)
 
     def add(self, attrs: FaceAttributes) -> None:
         self.n += 1
-        p = float(attrs.gender_prob)
-        self.female += p if attrs.gender == "female" else 1.0 - p
+        if attrs.gender in GENDERS and attrs.gender_prob is not None:
+            p = float(attrs.gender_prob)
+            self.told += 1
+            self.female += p if attrs.gender == "female" else 1.0 - p
         self.emotions += [float(attrs.emotions.get(e, 0.0)) for e in EMOTIONS]
         i = int(np.clip(np.floor(attrs.age), 0, AGE_BINS - 1))
         self.age_count[i], self.age_sum[i] = self.age_count[i] + 1, self.age_sum[i] + attrs.age
@@ -116,13 +125,20 @@ class _Smoother:
         i = int(np.searchsorted(np.cumsum(self.age_count), (self.n + 1) // 2))
         return float(self.age_sum[i] / self.age_count[i])
 
+    def gender(self) -> tuple[str, float | None]:
+        """(gender, its averaged probability); ("unknown", None) unless most frames told it."""
+        if 2 * self.told <= self.n:
+            return UNKNOWN, None
+        female = self.female / self.told
+        return ("female", female) if female >= 0.5 else ("male", 1.0 - female)
+
     def result(self, groups) -> dict:
         if self.n == 0:
             return {}
-        female, age = self.female / self.n, self.median_age()
+        age = self.median_age()
+        gender, prob = self.gender()
         return {"age": age, "age_group": age_group(age, groups),
-                "gender": "female" if female >= 0.5 else "male",
-                "gender_prob": max(female, 1.0 - female),
+                "gender": gender, "gender_prob": prob,
                 "emotions": {e: float(v) for e, v in zip(EMOTIONS, self.emotions / self.n)}}
 
 

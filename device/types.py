@@ -16,6 +16,7 @@ KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ea
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 GENDERS = ("male", "female")
+UNKNOWN = "unknown"  # a gender not told: the face looks younger than the model's min_age
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,17 @@ class Detection:
 
 @dataclass(frozen=True)
 class FaceAttributes:
-    """What the multi-head model says about one aligned face."""
+    """What the multi-head model says about one aligned face.
+
+    ``gender`` is "unknown" (and ``gender_prob`` None) when the face's estimated age is below the
+    model's ``min_age`` (``device.manifest.gender_min_age``): the model cannot tell small
+    children's gender, so it does not guess.
+    """
 
     age: float  # years
     age_group: str  # e.g. "25-37"
-    gender: str  # "male" | "female"
-    gender_prob: float  # probability of ``gender``
+    gender: str  # "male" | "female" | "unknown"
+    gender_prob: float | None  # probability of ``gender``; None when "unknown"
     emotions: dict[str, float]  # the 7 emotion probabilities, summing to 1
 
     @property
@@ -78,7 +84,8 @@ class FaceAttributes:
             "age": round(float(self.age), 1),
             "age_group": self.age_group,
             "gender": self.gender,
-            "gender_prob": round(float(self.gender_prob), 3),
+            "gender_prob": (None if self.gender_prob is None
+                            else round(float(self.gender_prob), 3)),
             "emotion": self.emotion,
             "emotions": {k: round(float(v), 3) for k, v in self.emotions.items()},
         }

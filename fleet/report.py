@@ -156,7 +156,8 @@ def _shares(s: Summary) -> str:
              f'{s.windows:,} windows ({"–" if supp is None else f"{supp:.1f} %"} of visitors) '
              'had fewer visitors than the kiosks\' k-anonymity threshold and carry no '
              'breakdown, so they are left out here; "unknown" is a visitor the kiosk could '
-             'not classify with confidence.</p>']
+             'not classify with confidence (for gender, also a small child: the kiosks do '
+             'not tell the gender of faces younger than their model\'s minimum age).</p>']
     for kind, title in (("gender", "Gender"), ("age_groups", "Age group"),
                         ("emotions", "Dominant emotion")):
         parts.append(f"<h3>{title}</h3>" + svg.share_bar(s.share_rows(kind)))

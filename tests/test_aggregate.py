@@ -106,3 +106,37 @@ def test_custom_age_groups_and_foreign_labels():
     agg.add(summary(age_group="18-64"))
     agg.add(summary(age_group="25-37"))  # not one of this window's groups
     assert agg.close(0, 1)["age_groups"] == {"0-17": 0, "18-64": 1, "65+": 0, "unknown": 1}
+
+
+def test_a_child_whose_gender_was_not_told_counts_as_unknown_and_not_in_female_share():
+    from device.mqtt.messages import audience_message, female_share
+
+    agg = WindowAggregator(k_anonymity=1, min_gender_prob=0.7)
+    agg.add(summary(gender="unknown", p=None, age_group="0-2"))  # below the model's min_age
+    agg.add(summary(gender="female", p=0.9))
+    agg.add(summary(gender="male", p=0.8))
+    agg.add(summary(gender="male", p=0.6))  # told, but below min_gender_prob: unknown too
+    out = agg.close(0, 60)
+    assert out["gender"] == {"female": 1, "male": 1, "unknown": 2}
+    assert out["age_groups"]["0-2"] == 1  # the child still counts in its age group
+    assert sum(out["gender"].values()) == out["visitors"] == 4
+    assert gender_label(summary(gender="unknown", p=None), 0.0) == "unknown"
+    assert female_share(out["gender"]) == 50.0  # of the visitors whose gender was given
+    assert female_share({"female": 0, "male": 0, "unknown": 3}) is None
+    assert audience_message(1, "k", 0, 60, out)["female_share"] == 50.0
+
+
+def test_tracked_children_reach_the_window_as_unknown():
+    from device.tracking import Tracker
+    from tests.test_tracking import face, seen
+
+    tracker = Tracker()
+    for i in range(20):  # a child and an adult, side by side for 2 s
+        tracker.update([face(100, 200), face(400, 200)],
+                       [seen(1.5 + (i % 3) * 0.5), seen(35.0, p_female=0.9)], i / 10)
+    agg = WindowAggregator(k_anonymity=0)
+    for s in tracker.flush():
+        agg.add(s)
+    out = agg.close(0, 60)
+    assert out["gender"] == {"female": 1, "male": 0, "unknown": 1}
+    assert out["age_groups"]["0-2"] == 1 and out["age_groups"]["25-37"] == 1

@@ -3,7 +3,7 @@
 import io
 import json
 
-from device.analyze_cmd import run_analyze
+from device.analyze_cmd import HEADER, format_row, run_analyze
 from device.cli import main
 from tests.shared_data import sample
 from tests.tiny_models import make_models_dir
@@ -42,3 +42,15 @@ def test_corrupt_file_is_reported_and_others_still_analyzed(tmp_path, capsys):
     assert rc == 1
     assert "broken.jpg" in captured.err and "cannot decode" in captured.err
     assert len(captured.out.strip().splitlines()) == 2
+
+
+def test_a_gender_not_told_reads_as_a_question_mark_in_the_table():
+    told = {"file": "a.jpg", "frame": 0, "box": [1, 2, 30, 40], "score": 0.9, "age": 31.0,
+            "age_group": "25-37", "gender": "female", "gender_prob": 0.91, "emotion": "happy",
+            "emotions": {"happy": 0.8}}
+    child = {**told, "age": 1.5, "age_group": "0-2", "gender": "unknown", "gender_prob": None}
+    row, child_row = format_row(told), format_row(child)
+    assert "female 0.91" in row
+    assert " ?         -  happy" in child_row and "unknown" not in child_row
+    assert len(child_row) == len(row)  # the columns stay where the header has them
+    assert HEADER.index("emotion") == row.index("happy") == child_row.index("happy")

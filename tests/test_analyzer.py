@@ -186,3 +186,96 @@ def test_the_shipped_models_fit_the_budget_and_load_as_the_manifest_says():
     face = np.full((64, 64), 128, np.uint8)
     out = analyzer.analyze([face])[0]
     assert 0 <= out.age <= 100 and abs(sum(out.emotions.values()) - 1) < 0.05
+
+
+# --- gender only where it can be told: heads.gender.min_age -----------------------------------
+
+def _shipped_with_min_age(dest, min_age):
+    """A models folder whose manifest is the shipped one with ``heads.gender.min_age`` set (the
+    value as given, ``...``: the key left out); the entries point at the shipped files."""
+    from device.models import MODELS_DIR
+
+    manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
+    for role in ("detector", "analyzer"):
+        manifest[role]["file"] = str((MODELS_DIR / manifest[role]["file"]).resolve())
+    gender = manifest["analyzer"]["heads"]["gender"]
+    gender.pop("min_age", None)
+    if min_age is not ...:
+        gender["min_age"] = min_age
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def test_min_age_is_read_from_the_gender_head():
+    from device.manifest import gender_min_age
+
+    assert gender_min_age({"heads": {"gender": {"output": "gender"}}}) == 0.0  # absent: always
+    assert gender_min_age({"heads": {"gender": {"min_age": 0}}}) == 0.0
+    assert gender_min_age({"heads": {"gender": {"min_age": 3}}}) == 3.0
+    assert isinstance(gender_min_age({"heads": {"gender": {"min_age": 3}}}), float)
+    assert gender_min_age({"heads": {"gender": {"min_age": 7.5}}}) == 7.5
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, "3", True, None, [3], {"years": 3}, float("inf"),
+                                 float("nan")])
+def test_a_bad_min_age_is_refused_naming_the_key(bad):
+    from device.manifest import gender_min_age
+
+    with pytest.raises(ModelError, match=r"analyzer\.heads\.gender\.min_age"):
+        gender_min_age({"heads": {"gender": {"output": "gender", "min_age": bad}}})
+
+
+def test_the_shipped_model_does_not_tell_gender_below_the_manifests_min_age(tmp_path):
+    """The self-test portrait (about 29 years to the shipped model): told with no min_age or one
+    below its age, "unknown" with no probability above it; age and emotions do not change."""
+    import cv2
+
+    from device.models import MODELS_DIR
+
+    spec = json.loads((MODELS_DIR / "selftest" / "selftest.json").read_text())
+    image = cv2.imread(str(MODELS_DIR / "selftest" / spec["image"]))
+    answers = {}
+    for name, min_age in (("absent", ...), ("zero", 0), ("below", 3.0), ("above", 110.0)):
+        pipeline = VisionPipeline(_shipped_with_min_age(tmp_path / name, min_age))
+        ((_, face),) = pipeline.process(image)
+        answers[name] = face
+    told = answers["absent"]
+    assert told.gender in ("male", "female") and 0.5 <= told.gender_prob <= 1
+    assert 3.0 < told.age < 110.0
+    assert answers["zero"] == told and answers["below"] == told
+    untold = answers["above"]
+    assert untold.gender == "unknown" and untold.gender_prob is None
+    assert (untold.age, untold.age_group, untold.emotions) == (told.age, told.age_group,
+                                                               told.emotions)
+    record = untold.to_dict()
+    assert record["gender"] == "unknown" and record["gender_prob"] is None
+    json.dumps(record)  # still plain JSON
+
+
+def test_the_self_test_passes_and_reports_unknown_below_min_age(tmp_path):
+    pipeline = VisionPipeline(_shipped_with_min_age(tmp_path / "m", 110.0))
+    assert pipeline.analyzer.gender_min_age == 110.0
+    result = pipeline.self_test()
+    assert result["faces"] == 1
+    assert [a["gender"] for a in result["attributes"]] == ["unknown"]
+
+
+def test_a_model_set_with_a_bad_min_age_fails_its_self_test(tmp_path):
+    from device import kat
+    from device.pipeline import model_problems
+
+    folder = _shipped_with_min_age(tmp_path / "bad", -2)
+    with pytest.raises(ModelError, match=r"heads\.gender\.min_age must be a number of years"):
+        Analyzer(folder)
+    problems = kat.self_test(folder)
+    assert len(problems) == 1 and "heads.gender.min_age" in problems[0]
+    assert any("heads.gender.min_age" in p for p in model_problems(folder))
+
+
+def test_min_age_may_be_switched_off_to_read_the_model_itself(tmp_path):
+    analyzer = Analyzer(_shipped_with_min_age(tmp_path / "m", 110.0))
+    face = np.full((64, 64), 128, np.uint8)
+    assert analyzer.analyze([face])[0].gender == "unknown"
+    analyzer.gender_min_age = 0.0
+    assert analyzer.analyze([face])[0].gender in ("male", "female")

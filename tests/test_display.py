@@ -125,6 +125,18 @@ def test_face_label_prefers_smoothed_attributes():
     assert face_label(FakeTrack((0, 0, 1, 1))) == ""
 
 
+def test_face_label_of_a_child_whose_gender_is_not_told():
+    child = FaceAttributes(age=1.4, age_group="0-2", gender="unknown", gender_prob=None,
+                           emotions={e: 0.7 if e == "happy" else 0.05 for e in EMOTIONS})
+    assert face_label(FakeTrack((0, 0, 1, 1), attributes=child)) == "0-2 ? happy"
+    male = FaceAttributes(age=40, age_group="38-47", gender="male", gender_prob=0.8,
+                          emotions=child.emotions)
+    assert face_label(FakeTrack((0, 0, 1, 1), attributes=male)) == "38-47 M happy"
+    frame = noise()  # and it draws
+    out = render(frame, [FakeTrack((200, 150, 300, 250), attributes=child)])
+    assert out.shape[0] > frame.shape[0]
+
+
 def test_panel_lists_the_window_and_hides_suppressed_breakdowns():
     texts = [t for t, _ in panel_lines([FakeTrack((0, 0, 1, 1))], SNAPSHOT)]
     joined = "\n".join(texts)

@@ -81,15 +81,20 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert set(res) == {"utkface", "fer2013", "ferplus", "ck", "aaf", "baseline_pca", "analyzer",
                         "ci95", "reference_emotion"}
     assert res["analyzer"] == {"file": "tiny_multihead_int8.tflite", "models_version": "test-1",
-                               "flip": False, "test_time": "none"}  # the tiny one has none
-    assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "age_group_acc",
-                                   "by_race", "by_gender", "by_age_group"}
+                               "flip": False, "test_time": "none",  # the tiny one has none
+                               "gender_min_age": 0.0}  # nor a min_age: every gender is told
+    assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "gender_coverage",
+                                   "age_group_acc", "by_race", "by_gender", "by_age_group"}
+    assert res["utkface"]["gender_coverage"] == 1.0
+    for key in ("by_race", "by_gender", "by_age_group"):
+        assert all("gender_coverage" in m for m in res["utkface"][key].values())
     assert res["utkface"]["n"] == 2 and res["utkface"]["no_face"] >= 1  # the blank image
     assert set(res["fer2013"]) == {"n", "acc", "macro_f1"} and res["fer2013"]["n"] == 3
     assert set(res["ferplus"]) == {"n", "acc"} and res["ferplus"]["n"] == 2  # 'unknown' skipped
     assert res["ferplus"]["acc"] in (0.0, 0.5, 1.0)  # two faces: right on none, one or both
     assert res["ck"]["n"] == 2  # contempt skipped
-    assert set(res["aaf"]) == {"n", "no_face", "age_mae", "gender_acc"} and res["aaf"]["n"] == 1
+    assert set(res["aaf"]) == {"n", "no_face", "age_mae", "gender_acc", "gender_coverage"}
+    assert res["aaf"]["n"] == 1
     assert set(res["baseline_pca"]) >= {"utkface", "fer2013", "ferplus", "ck", "aaf"}
     ci = res["ci95"]
     assert set(ci) == {"utkface", "fer2013", "ferplus", "ck", "aaf"}
@@ -109,6 +114,8 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert "Emotion confusion" in report
     assert "Reference emotion model, same faces" in report and "McNemar" in report
     assert "model (95 % CI)" in report
+    assert "gender coverage (share told)" in report and "| gender coverage |" in report
+    assert "none set: every face is told" in report
     pngs = sorted(p.name for p in out.glob("*.png"))  # matplotlib is in the test environment
     assert "plots skipped" not in report
     assert "eval_confusion_fer2013.png" in pngs and "eval_age_utkface.png" in pngs
@@ -122,6 +129,114 @@ def test_model_may_be_a_tflite_beside_its_manifest(fixtures):
     pred = DevicePath(folder).predict([np.zeros((64, 64), np.uint8)] * 2)
     assert pred.emotion.shape == (2, 7) and pred.age.shape == (2,)
     tmp.cleanup()
+
+
+def _with_min_age(models, dest, min_age):
+    manifest = json.loads((models / "manifest.json").read_text())
+    for role in ("detector", "analyzer"):
+        manifest[role]["file"] = str((models / manifest[role]["file"]).resolve())
+    manifest["analyzer"]["heads"]["gender"]["min_age"] = min_age
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest
+
+
+def test_genders_not_told_are_predicted_as_minus_one(fixtures, tmp_path):
+    from tools.evaluation.device_path import UNTOLD, DevicePath
+
+    _, models, _ = fixtures
+    crops = [np.zeros((64, 64), np.uint8)] * 2
+    assert set(DevicePath(models).predict(crops).gender) <= {0, 1}
+    pred = DevicePath(_with_min_age(models, tmp_path / "m", 150.0)).predict(crops)
+    assert pred.gender.tolist() == [UNTOLD, UNTOLD] and pred.age.shape == (2,)
+
+
+def test_gender_accuracy_is_over_the_faces_told_and_coverage_is_their_share():
+    from tools.evaluation.sets import gender_scores, told
+
+    truth = np.array([0, 1, 1, 0, 1])
+    pred = np.array([0, -1, 1, 1, -1])
+    assert told(pred).tolist() == [True, False, True, True, False]
+    assert gender_scores(truth, pred) == {"gender_acc": pytest.approx(2 / 3),
+                                          "gender_coverage": pytest.approx(3 / 5)}
+    assert gender_scores(truth, [0, 1, 1, 0, 1]) == {"gender_acc": 1.0, "gender_coverage": 1.0}
+    assert gender_scores([0, 1], [-1, -1]) == {"gender_acc": None, "gender_coverage": 0.0}
+    assert gender_scores([], []) == {"gender_acc": None, "gender_coverage": None}
+
+
+def test_fairness_breakdowns_give_coverage_per_group():
+    ages = np.array([1.0, 2.0, 30.0, 30.0, 70.0])
+    genders = np.array([0, 1, 1, 0, 1])
+    races = np.array([0, 0, 0, 1, 2])
+    pred = Predictions(age=np.array([1.5, 2.5, 30.0, 40.0, 70.0]),
+                       gender=np.array([-1, -1, 1, 1, 1]), emotion=np.zeros((5, 7)))
+    m = age_gender_metrics(ages, genders, races, pred)
+    assert m["gender_acc"] == pytest.approx(2 / 3) and m["gender_coverage"] == pytest.approx(0.6)
+    assert m["by_age_group"]["0-2"]["gender_acc"] is None
+    assert m["by_age_group"]["0-2"]["gender_coverage"] == 0.0
+    assert m["by_age_group"]["25-37"] == {**m["by_age_group"]["25-37"], "gender_acc": 0.5,
+                                          "gender_coverage": 1.0}
+    assert m["by_race"]["white"]["gender_coverage"] == pytest.approx(1 / 3)
+    assert m["by_race"]["white"]["gender_acc"] == 1.0
+    assert m["by_gender"]["male"]["gender_coverage"] == 0.5
+    assert m["by_gender"]["female"]["gender_coverage"] == pytest.approx(2 / 3)
+    json.dumps(m, allow_nan=False)  # None, not NaN, where no face was told
+
+
+def test_intervals_and_confusion_use_the_faces_told():
+    from tools.evaluation.report import confusion_table, fairness, told_faces
+    from tools.evaluation.sets import intervals
+    from tools.evaluation.stats import wilson_interval
+
+    d = {"ages": np.array([1.0, 30, 40, 50]), "pred_age": np.array([2.0, 30, 41, 50]),
+         "genders": np.array([1, 1, 0, 1]), "pred_gender": np.array([-1, 1, 1, 1])}
+    ci = intervals({"utkface": d, "aaf": {**d, "pred_gender": np.array([-1, -1, -1, -1])}})
+    assert ci["utkface"]["gender_acc"] == pytest.approx(wilson_interval(2, 3), abs=1e-4)
+    assert ci["aaf"]["gender_acc"] is None
+    truth, pred = told_faces(d["genders"], d["pred_gender"])
+    assert truth.tolist() == [1, 0, 1] and pred.tolist() == [1, 1, 1]
+    table = confusion_table(truth, pred, ["male", "female"])
+    assert table[2] == "| **male** | 0 | 1 | 0% |" and table[3] == "| **female** | 0 | 2 | 100% |"
+    rows = fairness({"by_age_group": {"0-2": {"n": 2, "age_mae": 0.5, "gender_acc": None,
+                                              "gender_coverage": 0.0, "age_group_acc": 1.0}}})
+    assert rows[0] == "| group | n | age MAE | gender acc | gender coverage | age-group acc |"
+    assert rows[2] == "| age group: 0-2 | 2 | 0.50 | – | 0.0% | 100.0% |"
+
+
+def test_the_baseline_is_scored_on_the_same_faces_as_the_model():
+    from tools.evaluation.sets import baseline_gender
+
+    class Baseline:
+        def predict_gender(self, crops):
+            self.seen = list(crops)
+            return np.ones(len(crops), int)
+
+    base = Baseline()
+    out = baseline_gender(base, ["a", "b", "c", "d"], np.array([1, 0, 1, 1]),
+                          np.array([-1, 0, 1, -1]))
+    assert base.seen == ["b", "c"] and out == {"gender_acc": 0.5}
+    assert baseline_gender(base, ["a"], np.array([1]), np.array([-1])) == {"gender_acc": None}
+
+
+def test_the_converter_can_write_the_gender_min_age(tmp_path):
+    from device.analyzer import Analyzer
+    from device.errors import ModelError
+    from tests.tiny_models import make_models_dir
+    from tools.evaluation.manifest import analyzer_entry
+
+    models = make_models_dir(tmp_path / "models")
+    model = models / "tiny_multihead_int8.tflite"
+    assert "min_age" not in analyzer_entry(model, models)["heads"]["gender"]
+    entry = analyzer_entry(model, models, gender_min_age=4)
+    assert entry["heads"]["gender"]["min_age"] == 4.0
+    assert entry["heads"]["gender"]["labels"] == ["male", "female"]
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["analyzer"] = entry
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    assert Analyzer(models).gender_min_age == 4.0
+    for bad in (-1, "4"):
+        with pytest.raises(ModelError, match=r"heads\.gender\.min_age"):
+            analyzer_entry(model, models, gender_min_age=bad)
 
 
 def test_ck_argmax_ignores_neutral():

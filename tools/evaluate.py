@@ -12,6 +12,10 @@ classifier on a ``tools.prepare`` cache (``--baseline-cache``, by default ``face
 folder ``tools.locations`` documents: ``~/.cache/audience-kiosk/``) and reports it beside the
 model.
 
+The appliance does not tell the gender of faces that look younger than the model's ``min_age``
+(``heads.gender.min_age`` in its manifest): ``gender_acc`` is the accuracy over the faces whose
+gender was told and ``gender_coverage`` their share, overall and in every breakdown.
+
 Every headline number also gets a 95 % confidence interval (``ci95`` in the JSON). With
 ``--reference-emotion PATH`` another Keras emotion classifier (for example ``fer``'s
 mini-Xception, whose published FER2013 accuracy is the reference the converter's emotion-head
@@ -139,7 +143,8 @@ def run(args) -> tuple[dict, dict]:
         metrics["reference_emotion"] = reference_metrics(details, args.reference_emotion.name,
                                                          args.reference_flip)
     metrics["analyzer"] = {"file": path.analyzer.name, "models_version": path.analyzer.version,
-                           "flip": path.analyzer.flip, "test_time": path.analyzer.test_time}
+                           "flip": path.analyzer.flip, "test_time": path.analyzer.test_time,
+                           "gender_min_age": path.analyzer.gender_min_age}
     return metrics, details
 
 

@@ -70,12 +70,16 @@ def pixelate(img: np.ndarray, box, blocks: int = 6) -> None:
                                    interpolation=cv2.INTER_NEAREST)
 
 
+GENDER_MARKS = {"female": "F", "male": "M"}  # anything else (gender not told): "?"
+
+
 def face_label(track) -> str:
-    """"25-37 F happy" from a track's smoothed (else latest) attributes; "" when none yet."""
+    """"25-37 F happy" from a track's smoothed (else latest) attributes ("0-2 ? happy" when the
+    gender is not told); "" when none yet."""
     attrs = getattr(track, "smoothed", None) or getattr(track, "attributes", None)
     if attrs is None:
         return ""
-    return f"{attrs.age_group} {attrs.gender[:1].upper()} {attrs.emotion}"
+    return f"{attrs.age_group} {GENDER_MARKS.get(attrs.gender, '?')} {attrs.emotion}"
 
 
 def _draw_face(img, track, lay) -> None:

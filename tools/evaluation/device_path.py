@@ -16,10 +16,13 @@ from device.manifest import load_manifest, model_path
 from device.types import EMOTIONS, GENDERS
 from tools.datasets.faces import CHIP_PAD, crop_to_input, detect_eyes_on_chip
 
+UNTOLD = -1  # gender index of a face whose gender the appliance did not tell
+
 
 @dataclass
 class Predictions:
-    """Decoded analyzer outputs for N faces: years, gender index (0 male), emotion probabilities."""
+    """Decoded analyzer outputs for N faces: years, gender index (0 male, 1 female, -1 not told:
+    the face looked younger than the model's min_age), emotion probabilities."""
 
     age: np.ndarray
     gender: np.ndarray
@@ -89,6 +92,7 @@ class DevicePath:
         attrs = self.analyzer.analyze(crops)
         return Predictions(
             age=np.array([a.age for a in attrs], float),
-            gender=np.array([GENDERS.index(a.gender) for a in attrs], int),
+            gender=np.array([GENDERS.index(a.gender) if a.gender in GENDERS else UNTOLD
+                             for a in attrs], int),
             emotion=np.array([[a.emotions[e] for e in EMOTIONS] for a in attrs], float).reshape(
                 len(attrs), len(EMOTIONS)))

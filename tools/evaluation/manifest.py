@@ -6,22 +6,30 @@ import json
 from pathlib import Path
 
 from device.manifest import DEFAULT_AGE_GROUPS, sha256_file
+from device.manifest import gender_min_age as min_age_of
 from device.types import EMOTIONS, GENDERS
 from tools.model_def import AGE_BINS, INPUT_SIZE
 
 
 def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution",
-                   test_time: str = "none") -> dict:
+                   test_time: str = "none", gender_min_age: float | None = None) -> dict:
     """The manifest's ``analyzer`` entry for a converted model file; ``test_time`` ``"flip"``
-    makes the appliance average each face with its mirror image."""
+    makes the appliance average each face with its mirror image.
+
+    ``gender_min_age``: years below which the appliance does not tell a face's gender
+    (``heads.gender.min_age``); None leaves the key out (gender always told). A value the
+    appliance would refuse raises ModelError naming the key.
+    """
     age = {"output": "age", "kind": age_kind}
     if age_kind == "distribution":
         age["bins"] = list(range(AGE_BINS))
+    gender = {"output": "gender", "labels": list(GENDERS)}
+    if gender_min_age is not None:  # checked as the appliance will check it
+        gender["min_age"] = min_age_of({"heads": {"gender": {"min_age": gender_min_age}}})
     rel = Path(model).resolve().relative_to(Path(models_dir).resolve())
     return {"file": str(rel), "sha256": sha256_file(model),
             "input": {"size": INPUT_SIZE, "channels": 1, "scale": 255.0},
-            "heads": {"age": age,
-                      "gender": {"output": "gender", "labels": list(GENDERS)},
+            "heads": {"age": age, "gender": gender,
                       "emotion": {"output": "emotion", "labels": list(EMOTIONS)}},
             "age_groups": list(DEFAULT_AGE_GROUPS), "test_time": test_time}
 

@@ -16,10 +16,26 @@ from device.manifest import DEFAULT_AGE_GROUPS
 from device.types import EMOTIONS, GENDERS
 from tools.datasets import RACES
 from tools.datasets.ferplus import ferplus_majority
+from tools.evaluation.device_path import UNTOLD
 from tools.evaluation.stats import accuracy_interval, mae_interval
 from tools.training.metrics import accuracy, age_groups_of, macro_f1, mae
 
 CK_SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
+
+
+def told(pred_gender) -> np.ndarray:
+    """Which gender predictions were made (``pred_gender`` holds ``UNTOLD``, -1, for the
+    faces below the model's min_age)."""
+    return np.asarray(pred_gender) != UNTOLD
+
+
+def gender_scores(genders, pred_gender) -> dict:
+    """``gender_acc``: accuracy over the faces whose gender was told (None when none was), and
+    ``gender_coverage``: the share of faces told (None without faces)."""
+    genders, pred_gender = np.asarray(genders), np.asarray(pred_gender)
+    t = told(pred_gender)
+    return {"gender_acc": accuracy(genders[t], pred_gender[t]) if t.any() else None,
+            "gender_coverage": float(t.mean()) if len(t) else None}
 
 
 def device_crops(records, path, desc: str):
@@ -50,11 +66,12 @@ def plain_crops(records, path, desc: str):
 
 def _age_gender(ages, genders, pred_age, pred_gender) -> dict:
     return {"n": int(len(ages)), "age_mae": mae(ages, pred_age),
-            "gender_acc": accuracy(genders, pred_gender)}
+            **gender_scores(genders, pred_gender)}
 
 
 def age_gender_metrics(ages, genders, races, pred) -> dict:
-    """UTKFace metrics, with the fairness breakdowns by race, gender and age group."""
+    """UTKFace metrics, with the fairness breakdowns by race, gender and age group; gender
+    accuracy and coverage as ``gender_scores`` says, overall and in every breakdown."""
     groups, pred_groups = age_groups_of(ages), age_groups_of(pred.age)
     out = _age_gender(ages, genders, pred.age, pred.gender)
     out["age_group_acc"] = accuracy(groups, pred_groups)
@@ -85,8 +102,17 @@ def evaluate_utkface(records, path, baseline=None):
                   if k != "n"}}
     details = {"ages": ages, "pred_age": pred.age, "genders": genders, "pred_gender": pred.gender}
     if baseline is not None:
-        details["baseline"] = {"gender_acc": accuracy(genders, baseline.predict_gender(crops))}
+        details["baseline"] = baseline_gender(baseline, crops, genders, pred.gender)
     return metrics, details
+
+
+def baseline_gender(baseline, crops, genders, pred_gender) -> dict:
+    """The baseline's gender accuracy on the same faces as the model's: those it told."""
+    t = told(pred_gender)
+    if not t.any():
+        return {"gender_acc": None}
+    base = baseline.predict_gender([c for c, keep in zip(crops, t) if keep])
+    return {"gender_acc": accuracy(np.asarray(genders)[t], base)}
 
 
 def evaluate_aaf(records, path, baseline=None):
@@ -95,10 +121,10 @@ def evaluate_aaf(records, path, baseline=None):
     ages = np.array([r.age for r in kept], float)
     genders = np.array([r.gender for r in kept], int)
     metrics = {"n": len(kept), "no_face": int((~found).sum()), "age_mae": mae(ages, pred.age),
-               "gender_acc": accuracy(genders, pred.gender)}
+               **gender_scores(genders, pred.gender)}
     details = {"ages": ages, "pred_age": pred.age, "genders": genders, "pred_gender": pred.gender}
     if baseline is not None:
-        details["baseline"] = {"gender_acc": accuracy(genders, baseline.predict_gender(crops))}
+        details["baseline"] = baseline_gender(baseline, crops, genders, pred.gender)
     return metrics, details
 
 
@@ -154,15 +180,18 @@ def rounded_interval(pair) -> list[float]:
 
 def intervals(details: dict) -> dict:
     """95 % confidence intervals of the headline numbers: Wilson for accuracies, a seeded
-    bootstrap for age MAE. Keyed like the metrics: ``{"utkface": {"age_mae": [lo, hi], ...}}``."""
+    bootstrap for age MAE. Keyed like the metrics: ``{"utkface": {"age_mae": [lo, hi], ...}}``.
+    Gender accuracy's is over the faces whose gender was told (None when none was)."""
     out = {}
     for key in ("utkface", "aaf"):
         d = details.get(key)
         if d is None:
             continue
+        t = told(d["pred_gender"])
         out[key] = {
             "age_mae": rounded_interval(mae_interval(d["ages"], d["pred_age"])),
-            "gender_acc": rounded_interval(accuracy_interval(d["genders"], d["pred_gender"]))}
+            "gender_acc": rounded_interval(accuracy_interval(
+                np.asarray(d["genders"])[t], np.asarray(d["pred_gender"])[t])) if t.any() else None}
         if key == "utkface":
             out[key]["age_group_acc"] = rounded_interval(accuracy_interval(
                 age_groups_of(d["ages"]), age_groups_of(d["pred_age"])))
