@@ -12,7 +12,8 @@ from tools.prepare import FIELDS, _empty
 
 
 def write_tiny_cache(path, n: int = 48, seed: int = 0):
-    """A cache like ``tools.prepare`` writes: half 'UTKFace' faces, half 'FER' faces, 1/4 val."""
+    """A cache like ``tools.prepare`` writes: 3/8 'UTKFace', 1/8 'All-Age-Faces', half 'FER'
+    faces, 1/4 val."""
     rng = np.random.default_rng(seed)
     data = _empty(n, 64)
     data["x"][:] = rng.integers(0, 256, (n, 64, 64), dtype=np.uint8)
@@ -25,6 +26,8 @@ def write_tiny_cache(path, n: int = 48, seed: int = 0):
     data["votes"][~utk] = rng.integers(0, 5, ((~utk).sum(), 7))
     data["majority"][~utk] = np.argmax(data["votes"][~utk], axis=1)
     data["split"][np.arange(n) % 4 == 0] = 1
+    aaf = np.arange(n) < n // 8
+    data["source"][aaf], data["race"][aaf] = 2, -1
     assert set(data) == set(FIELDS)
     np.savez_compressed(path, meta=json.dumps({"size": 64}), **data)
     return path
@@ -39,7 +42,8 @@ def trained(tmp_path_factory):
     cache = write_tiny_cache(root / "faces.npz")
     out = root / "ckpt"
     assert main(["--data", str(cache), "--out", str(out), "--epochs", "1", "--batch", "16",
-                 "--width", "0.25", "--threads", "1"]) == 0
+                 "--width", "0.25", "--threads", "1", "--orig-vote", "1", "--emotion-tau", "1",
+                 "--eye-jitter", "0.03"]) == 0
     return cache, out
 
 
@@ -51,8 +55,13 @@ def test_one_epoch_writes_checkpoints_and_report(trained):
     assert state["epoch"] == 1 and state["best_epoch"] == 1
     line = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
     for key in ("utk_age_mae", "utk_age_reg_mae", "utk_gender_acc", "fer_emotion_acc_orig",
-                "fer_emotion_acc_ferplus", "fer_emotion_orig_acc_orig"):
+                "fer_emotion_acc_ferplus", "fer_emotion_orig_acc_orig", "aaf_age_mae",
+                "aaf_gender_acc", "utk_gender_acc_worst_race", "fer_emotion_min_recall_ferplus",
+                "fer_emotion_recall_ferplus_happy"):
         assert np.isfinite(line[key]), key
+    assert line["utk_gender_acc_worst_race"] == min(
+        line[f"utk_gender_acc_{r}"] for r in ("white", "black", "asian", "indian", "other")
+        if f"utk_gender_acc_{r}" in line)
     from tools.train import MIRROR_KEYS
 
     for key in MIRROR_KEYS:  # the mirror-averaged numbers, as the appliance runs the model
@@ -65,9 +74,13 @@ def test_resume_continues_from_the_last_epoch(trained, capsys):
 
     cache, out = trained
     assert main(["--data", str(cache), "--out", str(out), "--epochs", "2", "--batch", "16",
-                 "--threads", "1", "--resume", "--lr", "1e-4"]) == 0
-    assert "resumed after epoch 1 of 2" in capsys.readouterr().out
-    assert json.loads((out / "state.json").read_text())["epoch"] == 2
+                 "--threads", "1", "--resume", "--lr", "1e-4", "--emotion-tau", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "resumed after epoch 1 of 2" in printed
+    # the options the run began with win over the command line's
+    assert "logit adjustment tau 1.0" in printed
+    state = json.loads((out / "state.json").read_text())
+    assert state["epoch"] == 2 and state["options"]["lr"] == 2e-3
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
 
 
@@ -84,14 +97,72 @@ def test_masked_losses_ignore_unlabelled_rows():
     assert float(sparse_label_loss(np.array([[2], [-1]]), probs)) == pytest.approx(np.log(7), 1e-4)
 
 
+def test_original_label_counts_as_extra_votes_only_where_there_are_votes():
+    from tools.training.data import vote_targets
+
+    votes = np.array([[0, 0, 0, 8, 2, 0, 0], [0] * 7, [1, 0, 0, 0, 0, 0, 9]], np.float32)
+    out = vote_targets(votes, np.array([4, 2, -1]), orig_vote=1.5)
+    assert out[0].tolist() == [0, 0, 0, 8, 3.5, 0, 0]
+    assert not out[1].any()  # no FER+ votes: stays unlabelled
+    assert out[2].tolist() == votes[2].tolist()  # no original label
+    assert (vote_targets(votes, np.array([4, 2, -1])) == votes).all()
+
+
+def test_logit_adjustment_charges_frequent_classes_and_spares_rare_ones():
+    from tools.training.losses import AdjustedSoftLabelLoss, class_prior, soft_label_loss
+
+    votes = np.array([[9, 1, 1, 1, 1, 1, 0], [8, 2, 0, 0, 0, 0, 0]], np.float32)
+    prior = class_prior(votes)
+    assert prior.sum() == pytest.approx(1) and prior[0] > prior[1] > prior[2] > prior[6]
+    assert prior[6] == pytest.approx(1e-3, rel=0.01)  # floored, never log(0)
+    probs = np.array([[0.5, 0.1, 0.1, 0.1, 0.1, 0.05, 0.05]] * 2, np.float32)
+    common, rare = np.eye(7, dtype=np.float32)[[0]], np.eye(7, dtype=np.float32)[[2]]
+
+    def loss(tau, y):
+        return float(np.mean(AdjustedSoftLabelLoss(prior, tau)(y, probs[:1])))
+
+    assert loss(0.0, rare) == pytest.approx(float(soft_label_loss(rare, probs[:1])), rel=1e-5)
+    assert loss(1.0, common) < loss(0.0, common)  # the frequent class must win by a margin
+    assert loss(1.0, rare) > loss(0.0, rare)
+    assert np.mean(AdjustedSoftLabelLoss(prior, 1.0)(np.zeros((1, 7), np.float32),
+                                                     probs[:1])) == 0.0  # unlabelled
+    again = AdjustedSoftLabelLoss.from_config(AdjustedSoftLabelLoss(prior, 0.7).get_config())
+    assert again.tau == 0.7 and again.prior == pytest.approx(prior.tolist())
+
+
+def test_eye_jitter_reframes_the_crop_as_the_devices_alignment_would():
+    import cv2
+    import tensorflow as tf
+
+    from device.align import EYE_CENTER, EYE_DISTANCE, alignment_matrix
+    from tools.training.augment import eye_jitter_transform
+
+    size = 64
+    noise = np.array([[1.0, -0.5, 0.3, 0.8], [0, 0, 0, 0]], np.float32)
+    rows = eye_jitter_transform(tf.constant(noise), float(size)).numpy()
+    half, cx, cy = EYE_DISTANCE * size / 2, EYE_CENTER[0] * size, EYE_CENTER[1] * size
+    right, left = np.array([cx - half + 1.0, cy - 0.5]), np.array([cx + half + 0.3, cy + 0.8])
+    expect = cv2.invertAffineTransform(alignment_matrix(right, left, size))
+    assert np.allclose(rows[0].reshape(2, 3), expect, atol=1e-4)
+    assert np.allclose(rows[1].reshape(2, 3), [[1, 0, 0], [0, 1, 0]], atol=1e-6)
+
+
+def test_class_recall_per_class_and_nan_for_absent_classes():
+    from tools.training.metrics import class_recall
+
+    r = class_recall([0, 0, 1, 1, 1, 2], [0, 1, 1, 1, 0, 2], 4)
+    assert r[:3].tolist() == [0.5, pytest.approx(2 / 3), 1.0] and np.isnan(r[3])
+
+
 def test_augmentation_keeps_shape_and_range():
     import tensorflow as tf
 
     from tools.training.augment import augment
 
     x = tf.random.uniform((4, 64, 64, 1))
-    y = augment(x).numpy()
-    assert y.shape == (4, 64, 64, 1) and y.min() >= 0 and y.max() <= 1
+    for jitter in (0.0, 0.05):
+        y = augment(x, eye_jitter=jitter).numpy()
+        assert y.shape == (4, 64, 64, 1) and y.min() >= 0 and y.max() <= 1
 
 
 @pytest.mark.slow

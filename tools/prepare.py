@@ -1,7 +1,7 @@
 """Build the training cache: every face through the device's alignment, 64x64 uint8 gray + labels.
 
     python -m tools.prepare --utkface ../shared/data/utkface --ferplus ../shared/data/ferplus \
-        [--out ~/.cache/audience-kiosk/faces.npz]
+        --aaf ../shared/data/aaf_train [--out ~/.cache/audience-kiosk/faces.npz]
 
 ``--out`` defaults to ``faces.npz`` in the cache folder ``tools.locations`` documents; the cache
 holds aligned faces of the data sets, so it stays outside the repository.
@@ -9,10 +9,15 @@ holds aligned faces of the data sets, so it stays outside the repository.
 The cache holds, for N faces: ``x`` (N,64,64) uint8; ``age`` (years, -1 none); ``gender`` (0 male,
 1 female, -1 none); ``race`` (-1 none); ``emotion`` (original FER2013 label, -1 none); ``votes``
 (N,7) FER+ votes mapped onto our 7 emotions (0 none); ``majority`` (FER+ majority, -1 none or
-contempt/unknown/NF); ``source`` (0 UTKFace, 1 FER); ``split`` (0 train, 1 val); ``fallback``
-(UTKFace chip aligned on canonical eyes because the detector found no face); ``meta`` (JSON text).
+contempt/unknown/NF); ``source`` (0 UTKFace, 1 FER, 2 All-Age-Faces); ``split`` (0 train,
+1 val); ``fallback`` (chip aligned on canonical eyes because the detector found no face); ``meta``
+(JSON text).
 
 UTKFace is split 90/10 by file with a fixed seed; FER uses FER2013Train / FER2013Valid as given.
+All-Age-Faces is read from its public train split only (its val split stays for evaluation,
+``tools.evaluate --aaf``) and split 90/10 by file with the same seed, so that training keeps a
+validation slice of it. Its faces are aligned like UTKFace chips: on the detector's eyes, else on
+the set's canonical eye positions (the median of the eyes the detector found on it).
 """
 
 from __future__ import annotations
@@ -25,12 +30,14 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tools.datasets import ferplus_to_emotions, read_ferplus, read_utkface
-from tools.datasets.faces import align_utk_chip, crop_to_input
+from device.align import align_face
+from tools.datasets import ferplus_to_emotions, read_aaf, read_ferplus, read_utkface
+from tools.datasets.faces import align_utk_chip, crop_to_input, detect_eyes_on_chip
 from tools.datasets.ferplus import ferplus_majority
 from tools.locations import default_faces
 
-SOURCES = ("utkface", "fer")
+SOURCES = ("utkface", "fer", "aaf")
+AAF = 2  # source code of All-Age-Faces rows
 FIELDS = ("x", "age", "gender", "race", "emotion", "votes", "majority", "source", "split",
           "fallback")
 
@@ -67,6 +74,40 @@ def prepare_utkface(root: Path, detector, size: int, val_fraction: float, seed: 
     out = {k: v[keep] for k, v in out.items()}
     stats = {"read": len(res), "skipped": dict(res.skipped), "unreadable": int((~keep).sum()),
              "fallback_alignment": int(out["fallback"].sum()),
+             "train": int((out["split"] == 0).sum()), "val": int((out["split"] == 1).sum())}
+    return out, stats
+
+
+def prepare_aaf(root: Path, detector, size: int, val_fraction: float, seed: int):
+    """Aligned All-Age-Faces (train split) arrays and a stats dict, like ``prepare_utkface``."""
+    res = read_aaf(root, split="train")
+    out = _empty(len(res), size)
+    out["source"][:] = AAF
+    out["split"][:] = utk_split(len(res), val_fraction, seed)
+    images, eyes = [], []
+    for rec in tqdm(res.records, desc="aaf", mininterval=5):
+        img = rec.image()
+        images.append(img)
+        found = None if img is None else detect_eyes_on_chip(detector, img)
+        h, w = (1, 1) if img is None else img.shape[:2]
+        eyes.append(None if found is None else (found[0] / (w, h), found[1] / (w, h)))
+    found = [e for e in eyes if e is not None]
+    canon = (np.median([e[0] for e in found], axis=0), np.median([e[1] for e in found], axis=0)) \
+        if found else (np.array([0.3, 0.4]), np.array([0.7, 0.4]))
+    keep = np.ones(len(res), bool)
+    for i, (rec, img, eye) in enumerate(zip(res.records, images, eyes)):
+        if img is None:
+            keep[i] = False
+            continue
+        h, w = img.shape[:2]
+        right, left = (canon if eye is None else eye)
+        out["x"][i] = align_face(img, right * (w, h), left * (w, h), size=size)
+        out["fallback"][i] = eye is None
+        out["age"][i], out["gender"][i] = rec.age, rec.gender
+    out = {k: v[keep] for k, v in out.items()}
+    stats = {"read": len(res), "skipped": dict(res.skipped), "unreadable": int((~keep).sum()),
+             "fallback_alignment": int(out["fallback"].sum()),
+             "canonical_eyes": [np.round(c, 3).tolist() for c in canon],
              "train": int((out["split"] == 0).sum()), "val": int((out["split"] == 1).sum())}
     return out, stats
 
@@ -122,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--utkface", type=Path, help="UTKFace chips folder")
     ap.add_argument("--ferplus", type=Path,
                     help="FER+ folder holding FER2013Train, FER2013Valid and fer2013_labels.csv")
+    ap.add_argument("--aaf", type=Path,
+                    help="All-Age-Faces folder holding 'aglined faces' and 'image sets/train.txt'")
     ap.add_argument("--out", type=Path, default=default_faces(),
                     help="cache .npz, outside the repository (default: %(default)s)")
     ap.add_argument("--detector", default=None,
@@ -132,9 +175,10 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     parts, meta = [], {"size": args.size, "seed": args.seed, "val_fraction": args.val_fraction}
-    if args.utkface:
-        detector = load_detector(args.detector)
+    detector = load_detector(args.detector) if args.utkface or args.aaf else None
+    if detector is not None or args.detector == "none":
         meta["detector"] = "none" if detector is None else str(detector.model.path.name)
+    if args.utkface:
         part, meta["utkface"] = prepare_utkface(args.utkface, detector, args.size,
                                                 args.val_fraction, args.seed)
         parts.append(part)
@@ -142,8 +186,12 @@ def main(argv=None) -> int:
         for name, split in (("FER2013Train", 0), ("FER2013Valid", 1)):
             part, meta[name] = prepare_fer(args.ferplus / name, split, args.size)
             parts.append(part)
+    if args.aaf:
+        part, meta["aaf"] = prepare_aaf(args.aaf, detector, args.size, args.val_fraction,
+                                        args.seed)
+        parts.append(part)
     if not parts:
-        ap.error("give --utkface and/or --ferplus")
+        ap.error("give --utkface, --ferplus and/or --aaf")
     data = concat(parts)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(args.out, meta=json.dumps(meta), **data)

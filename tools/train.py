@@ -35,6 +35,9 @@ import sys
 import time
 from pathlib import Path
 
+# Options a resumed run takes from its state.json rather than from the command line.
+RESUMED = ("batch", "lr", "seed", "no_augment", "erase", "loss_weights", "orig_vote",
+           "emotion_tau", "eye_jitter", "limit")
 MIRROR_KEYS = ("utk_age_mae", "utk_gender_acc", "fer_emotion_orig_acc_orig",
                "fer_emotion_orig_acc_ferplus")
 
@@ -60,11 +63,14 @@ def make_optimizer(lr: float, steps: int, warmup: int):
 
 
 def compile_model(model, optimizer, loss_weights: dict | None = None,
-                  distill: bool = False) -> None:
-    """``distill``: the original-label head learns soft targets (teacher mixed with label)."""
+                  distill: bool = False, emotion_loss=None) -> None:
+    """``distill``: the original-label head learns soft targets (teacher mixed with label);
+    ``emotion_loss``: the FER+ head's loss instead of ``soft_label_loss`` (logit adjustment)."""
     from tools.training.losses import LOSSES, soft_label_loss
 
     losses = LOSSES | ({"emotion_orig": soft_label_loss} if distill else {})
+    if emotion_loss is not None:
+        losses = losses | {"emotion": emotion_loss}
     weights = {name: 1.0 for name in LOSSES} | (loss_weights or {})
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights, jit_compile=False)
 
@@ -159,6 +165,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "guess, at this loss weight (0..1; offline mode only; default 0: no)")
     ap.add_argument("--teacher-flip", action="store_true",
                     help="average each teacher over the face and its mirror image")
+    ap.add_argument("--orig-vote", type=float, default=0.0, metavar="VOTES",
+                    help="count each FER face's original FER2013 label as this many extra votes "
+                         "in the FER+ head's target (0: FER+ votes only)")
+    ap.add_argument("--emotion-tau", type=float, default=0.0, metavar="TAU",
+                    help="logit adjustment of the FER+ head's loss by TAU * log(class prior), "
+                         "so rare emotions are not learnt away (0: plain cross-entropy; "
+                         "tools.training.losses.AdjustedSoftLabelLoss)")
+    ap.add_argument("--eye-jitter", type=float, default=0.0, metavar="SIGMA",
+                    help="augment with each eye keypoint moved by Gaussian noise of SIGMA per "
+                         "axis, as a fraction of the eye distance (tools.keypoint_noise measures "
+                         "the appliance's; 0: off)")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
@@ -171,8 +188,21 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def resume_options(args: argparse.Namespace) -> argparse.Namespace:
+    """With ``--resume``, the options the run started with (``RESUMED``, from OUT/state.json)
+    replace the command line's, so that a resumed run goes on exactly as it began."""
+    state_path = args.out / "state.json"
+    if not args.resume:
+        return args
+    if not state_path.is_file():
+        raise SystemExit(f"--resume: {state_path} does not exist (no run to continue there)")
+    for key, value in json.loads(state_path.read_text()).get("options", {}).items():
+        setattr(args, key, value)
+    return args
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    args = resume_options(parse_args(argv))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     set_threads(args.threads)
     import keras
@@ -197,6 +227,16 @@ def main(argv=None) -> int:
     if args.limit:
         train_idx = np.random.default_rng(args.seed).permutation(train_idx)[:args.limit]
     steps = int(np.ceil(len(train_idx) / args.batch))
+    emotion_loss = None
+    if args.emotion_tau:
+        from tools.training.data import vote_targets
+        from tools.training.losses import AdjustedSoftLabelLoss, class_prior
+
+        prior = class_prior(vote_targets(data["votes"][train_idx], data["emotion"][train_idx],
+                                         args.orig_vote))
+        emotion_loss = AdjustedSoftLabelLoss(prior, args.emotion_tau)
+        print(f"FER+ head: logit adjustment tau {args.emotion_tau}, prior "
+              f"{', '.join(f'{p:.3f}' for p in prior)}", flush=True)
     distill = args.teacher is not None
     teacher = None
     if distill:
@@ -214,7 +254,8 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     state_path = args.out / "state.json"
     state = {"epoch": 0, "best_score": -1e9, "best_epoch": 0, "epochs": args.epochs,
-             "teacher": [str(t) for t in args.teacher] if distill else None}
+             "teacher": [str(t) for t in args.teacher] if distill else None,
+             "options": {k: getattr(args, k) for k in RESUMED}}
     if args.resume:
         state = json.loads(state_path.read_text())
         if bool(state.get("teacher")) != distill:
@@ -226,7 +267,7 @@ def main(argv=None) -> int:
         if state["epochs"] != args.epochs:  # longer run: a fresh cosine over the epochs left
             left = args.epochs - state["epoch"]
             compile_model(model, make_optimizer(args.lr, left * steps, warmup=0),
-                          args.loss_weights, distill)
+                          args.loss_weights, distill, emotion_loss)
             state["epochs"] = args.epochs
         print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
     else:
@@ -239,7 +280,7 @@ def main(argv=None) -> int:
             fresh = transfer_weights(init, model)
             print(f"from {args.init.name}; new layers: {', '.join(fresh) or 'none'}", flush=True)
         compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2),
-                      args.loss_weights, distill)
+                      args.loss_weights, distill, emotion_loss)
         print(f"model: {model.count_params()} parameters; train {len(train_idx)} faces, "
               f"val {len(val_idx)}", flush=True)
     set_momentum(model, args.bn_momentum)
@@ -250,7 +291,8 @@ def main(argv=None) -> int:
         t0 = time.time()
         ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment,
                            args.erase, teacher if args.teacher_mode == "online" else None,
-                           args.teacher_alpha, args.teacher_temperature)
+                           args.teacher_alpha, args.teacher_temperature, args.orig_vote,
+                           args.eye_jitter)
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)

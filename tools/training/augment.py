@@ -11,9 +11,40 @@ import math
 import tensorflow as tf
 
 
+def eye_jitter_transform(noise: tf.Tensor, size: float) -> tf.Tensor:
+    """(B, 6) output->input affine rows of the crop the appliance would cut had it seen the two
+    eyes moved by ``noise`` (B, 4: right dx, dy, left dx, dy, in crop pixels): the similarity
+    that maps the template eyes (``device.align``) onto the moved eyes."""
+    from device.align import EYE_CENTER, EYE_DISTANCE
+
+    half = EYE_DISTANCE * size / 2
+    cx, cy = EYE_CENTER[0] * size, EYE_CENTER[1] * size
+    rx, ry = cx - half + noise[:, 0], cy + noise[:, 1]
+    lx, ly = cx + half + noise[:, 2], cy + noise[:, 3]
+    # (a + ib) = (moved left - moved right) / (template left - template right), as complex
+    a, b = (lx - rx) / (2 * half), (ly - ry) / (2 * half)
+    # input = A @ output + t, with A = [[a, -b], [b, a]] and A @ template_right + t = moved right
+    tx = rx - (a * (cx - half) - b * cy)
+    ty = ry - (b * (cx - half) + a * cy)
+    return tf.stack([a, -b, tx, b, a, ty], axis=1)
+
+
+def _compose(outer: tf.Tensor, inner: tf.Tensor) -> tf.Tensor:
+    """(B, 6) affine rows of ``outer(inner(p))``."""
+    a0, a1, a2, b0, b1, b2 = tf.unstack(outer, axis=1)
+    c0, c1, c2, d0, d1, d2 = tf.unstack(inner, axis=1)
+    return tf.stack([a0 * c0 + a1 * d0, a0 * c1 + a1 * d1, a0 * c2 + a1 * d2 + a2,
+                     b0 * c0 + b1 * d0, b0 * c1 + b1 * d1, b0 * c2 + b1 * d2 + b2], axis=1)
+
+
 def random_affine(batch: tf.Tensor, max_deg: float = 10.0, scale=(0.9, 1.1),
-                  max_shift: float = 0.06, seed=None) -> tf.Tensor:
-    """Randomly flip, rotate, scale and shift a (B, H, W, C) float batch (edges replicated)."""
+                  max_shift: float = 0.06, seed=None, eye_jitter: float = 0.0) -> tf.Tensor:
+    """Randomly flip, rotate, scale and shift a (B, H, W, C) float batch (edges replicated).
+
+    ``eye_jitter`` > 0 also re-frames each face as the appliance would had the detector put each
+    eye keypoint elsewhere by Gaussian noise of that standard deviation per axis, as a fraction
+    of the eye distance (the keypoint noise of the device's detector, measured by
+    ``tools.keypoint_noise``)."""
     b = tf.shape(batch)[0]
     h = tf.cast(tf.shape(batch)[1], tf.float32)
     w = tf.cast(tf.shape(batch)[2], tf.float32)
@@ -32,7 +63,14 @@ def random_affine(batch: tf.Tensor, max_deg: float = 10.0, scale=(0.9, 1.1),
     b0, b1 = -sin, cos
     b2 = cy + sin * (cx + tx) - cos * (cy + ty)
     zeros = tf.zeros_like(a0)
-    transforms = tf.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+    rows = tf.stack([a0, a1, a2, b0, b1, b2], axis=1)
+    if eye_jitter > 0:  # output -> augmented crop (rows) -> jittered framing of the source face
+        from device.align import EYE_DISTANCE
+
+        sd = eye_jitter * EYE_DISTANCE * w
+        rows = _compose(eye_jitter_transform(tf.random.normal((b, 4), stddev=sd, seed=seed), w),
+                        rows)
+    transforms = tf.concat([rows, tf.stack([zeros, zeros], axis=1)], axis=1)
     return tf.raw_ops.ImageProjectiveTransformV3(
         images=batch, transforms=transforms, output_shape=tf.shape(batch)[1:3],
         interpolation="BILINEAR", fill_mode="NEAREST", fill_value=0.0)
@@ -70,6 +108,7 @@ def random_erase(batch: tf.Tensor, prob: float = 0.5, size=(0.15, 0.35), seed=No
     return batch * (1 - mask) + mean * mask
 
 
-def augment(batch: tf.Tensor, seed=None, erase: float = 0.0) -> tf.Tensor:
-    out = random_photometric(random_affine(batch, seed=seed), seed=seed)
+def augment(batch: tf.Tensor, seed=None, erase: float = 0.0,
+            eye_jitter: float = 0.0) -> tf.Tensor:
+    out = random_photometric(random_affine(batch, seed=seed, eye_jitter=eye_jitter), seed=seed)
     return random_erase(out, erase, seed=seed) if erase > 0 else out

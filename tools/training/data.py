@@ -8,17 +8,29 @@ import tensorflow as tf
 from tools.training.augment import augment
 
 
-def targets(data: dict[str, np.ndarray], idx: np.ndarray) -> dict[str, np.ndarray]:
+def vote_targets(votes: np.ndarray, original: np.ndarray, orig_vote: float = 0.0) -> np.ndarray:
+    """FER+ vote counts, with the original FER2013 label counted as ``orig_vote`` more votes
+    where the face has both (a face with no FER+ votes stays unlabelled: all zeros)."""
+    out = np.asarray(votes, np.float32).copy()
+    has = (out.sum(1) > 0) & (np.asarray(original) >= 0)
+    if orig_vote:
+        out[np.flatnonzero(has), np.asarray(original)[has]] += orig_vote
+    return out
+
+
+def targets(data: dict[str, np.ndarray], idx: np.ndarray,
+            orig_vote: float = 0.0) -> dict[str, np.ndarray]:
     """Per-head targets for rows ``idx``; missing labels stay -1 (or all-zero votes).
 
     With distillation (``data["emotion_soft"]``, see ``tools.training.teacher``) the
-    original-label head gets those soft targets instead of class indices.
+    original-label head gets those soft targets instead of class indices. ``orig_vote``: the
+    original label's weight among the FER+ votes of the ``emotion`` head (``vote_targets``).
     """
     age = np.where(data["age"][idx] >= 0, np.minimum(data["age"][idx], 100), -1)
     return {"age": age.astype(np.float32)[:, None],
             "age_reg": age.astype(np.float32)[:, None],
             "gender": data["gender"][idx].astype(np.float32)[:, None],
-            "emotion": data["votes"][idx].astype(np.float32),
+            "emotion": vote_targets(data["votes"][idx], data["emotion"][idx], orig_vote),
             "emotion_orig": (data["emotion_soft"][idx] if "emotion_soft" in data
                              else data["emotion"][idx].astype(np.int32)[:, None])}
 
@@ -29,20 +41,24 @@ def split_indices(data: dict[str, np.ndarray], split: int) -> np.ndarray:
 
 def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed: int,
                   epoch: int, augment_on: bool = True, erase: float = 0.0,
-                  teacher=None, alpha: float = 0.5, temperature: float = 2.0) -> tf.data.Dataset:
+                  teacher=None, alpha: float = 0.5, temperature: float = 2.0,
+                  orig_vote: float = 0.0, eye_jitter: float = 0.0) -> tf.data.Dataset:
     """One epoch of shuffled, augmented batches; the order depends only on (seed, epoch).
+
+    ``eye_jitter``: standard deviation of each eye keypoint's noise per axis, as a fraction of
+    the eye distance (``tools.training.augment.random_affine``).
 
     ``teacher``: online distillation, the original-label targets become the teacher's view of
     each augmented face mixed with the label (``tools.training.teacher.online_targets``).
     """
     order = np.random.default_rng([seed, epoch]).permutation(idx)
     x = data["x"][order]
-    ds = tf.data.Dataset.from_tensor_slices((x, targets(data, order))).batch(batch)
+    ds = tf.data.Dataset.from_tensor_slices((x, targets(data, order, orig_vote))).batch(batch)
 
     def prep(images, y):
         images = tf.cast(images[..., None], tf.float32) / 255.0
         if augment_on:
-            images = augment(images, erase=erase)
+            images = augment(images, erase=erase, eye_jitter=eye_jitter)
         if teacher is not None:
             from tools.training.teacher import online_targets
 

@@ -67,6 +67,48 @@ def soft_label_loss(y_true, y_pred):
 
 
 @keras.saving.register_keras_serializable("kiosk")
+class AdjustedSoftLabelLoss(keras.losses.Loss):
+    """``soft_label_loss`` on logit-adjusted probabilities (Menon et al., 2021, "Long-tail
+    learning via logit adjustment"): during training each class's log-probability is raised by
+    ``tau * log(prior)`` before the cross-entropy, so a frequent class has to win by a margin
+    and a rare one (disgust, fear) is not learnt away; the model's own output, used at run time,
+    is the unadjusted one. ``tau`` 0 is plain ``soft_label_loss``.
+    """
+
+    def __init__(self, prior, tau: float = 1.0, name: str = "adjusted_soft_label_loss",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.prior = [float(p) for p in prior]
+        self.tau = float(tau)
+
+    def call(self, y_true, y_pred):
+        y = ops.cast(y_true, "float32")
+        total = ops.sum(y, axis=-1)
+        target = y / ops.maximum(total[:, None], _EPS)
+        log_prior = ops.log(ops.convert_to_tensor(self.prior, "float32"))
+        logits = ops.log(ops.clip(y_pred, _EPS, 1.0)) + self.tau * log_prior[None, :]
+        log_probs = logits - ops.logsumexp(logits, axis=-1, keepdims=True)
+        ce = -ops.sum(target * log_probs, axis=-1)
+        # one value per batch, like the other losses here: Keras' mean over it is the value
+        return ops.broadcast_to(_masked_mean(ce * ops.minimum(total, 1.0), total > 0),
+                                ops.shape(total))
+
+    def get_config(self):
+        return super().get_config() | {"prior": self.prior, "tau": self.tau}
+
+
+def class_prior(targets, floor: float = 1e-3):
+    """Class frequencies of soft targets (rows normalised; unlabelled rows ignored), floored."""
+    import numpy as np
+
+    t = np.asarray(targets, np.float64)
+    t = t[t.sum(1) > 0]
+    prior = (t / t.sum(1, keepdims=True)).sum(0)
+    prior = np.maximum(prior / prior.sum(), floor)
+    return prior / prior.sum()
+
+
+@keras.saving.register_keras_serializable("kiosk")
 def sparse_label_loss(y_true, y_pred):
     """Cross-entropy to a class index, -1 where unlabelled."""
     y = ops.reshape(ops.cast(y_true, "int32"), (-1,))

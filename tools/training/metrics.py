@@ -29,6 +29,13 @@ def confusion(y_true, y_pred, n: int) -> np.ndarray:
     return m
 
 
+def class_recall(y_true, y_pred, n: int) -> np.ndarray:
+    """Per class 0..n-1: the share of its faces predicted as it (NaN for a class with none)."""
+    m = confusion(y_true, y_pred, n)
+    rows = m.sum(1)
+    return np.where(rows > 0, np.diag(m) / np.maximum(rows, 1), np.nan)
+
+
 def macro_f1(y_true, y_pred, n: int) -> float:
     """Mean over classes present in ``y_true`` or ``y_pred`` of the per-class F1."""
     m = confusion(y_true, y_pred, n)

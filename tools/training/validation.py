@@ -1,17 +1,29 @@
-"""The validation report: UTKFace val (age MAE, gender accuracy), FER2013Valid (original + FER+)."""
+"""The validation report: UTKFace val (age MAE, gender accuracy, per race), All-Age-Faces val
+slice (age MAE, gender accuracy), FER2013Valid (original labels, FER+ majority, per-class recall).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from device.types import EMOTIONS
+from tools.datasets.utkface import RACES
 from tools.training.data import as_input
-from tools.training.metrics import accuracy, age_groups_of, expected_age, mae
+from tools.training.metrics import accuracy, age_groups_of, class_recall, expected_age, mae
 
-UTK, FER = 0, 1
+UTK, FER, AAF = 0, 1, 2
+ADULT = 15  # years: the adult slice of the gender figures
 
 
-def head_predictions(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Decoded predictions from raw head outputs (whichever heads are present)."""
+def tell_gender(gender: np.ndarray, est_age: np.ndarray, min_age: float) -> np.ndarray:
+    """Gender predictions with -1 ("not told") where the estimated age is below ``min_age``,
+    as the appliance does (``device.analyzer``)."""
+    return np.where(np.asarray(est_age) < min_age, -1, np.asarray(gender))
+
+
+def head_predictions(outputs: dict[str, np.ndarray], min_age: float = 0.0) -> dict[str, np.ndarray]:
+    """Decoded predictions from raw head outputs (whichever heads are present); ``min_age``:
+    gender not told (-1) below that estimated age."""
     out = {}
     if "age" in outputs:
         a = np.asarray(outputs["age"]).reshape(len(outputs["age"]), -1)
@@ -20,6 +32,8 @@ def head_predictions(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         out["age_reg"] = np.asarray(outputs["age_reg"]).reshape(-1)
     if "gender" in outputs:
         out["gender"] = (np.asarray(outputs["gender"]).reshape(-1) >= 0.5).astype(int)
+        if "age" in out:  # rows below the gender age limit are "not told" (-1)
+            out["gender"] = tell_gender(out["gender"], out["age"], min_age)
     for name in ("emotion", "emotion_orig"):
         if name in outputs:
             out[name] = np.argmax(outputs[name], axis=-1)
@@ -29,21 +43,73 @@ def head_predictions(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def told_gender(truth: np.ndarray, pred: np.ndarray) -> dict:
+    """``gender_acc`` over the faces whose gender was told (prediction >= 0; -1 is not told)
+    and ``gender_coverage``, the share told."""
+    t = np.asarray(pred) >= 0
+    return {"gender_acc": accuracy(np.asarray(truth)[t], np.asarray(pred)[t]),
+            "gender_coverage": float(t.mean()) if len(t) else float("nan")}
+
+
+def _groups(prefix: str, names, masks, truth_age, truth_gender, pred) -> dict:
+    """Per group: gender accuracy and coverage (when predicted) and age MAE (when predicted)."""
+    out = {}
+    for name, m in zip(names, masks):
+        if not m.any():
+            continue
+        if "gender" in pred:
+            g = told_gender(truth_gender[m], pred["gender"][m])
+            out[f"{prefix}_gender_acc_{name}"] = g["gender_acc"]
+            out[f"{prefix}_gender_coverage_{name}"] = g["gender_coverage"]
+        if "age" in pred:
+            out[f"{prefix}_age_mae_{name}"] = mae(truth_age[m], pred["age"][m])
+    return out
+
+
 def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.ndarray) -> dict:
-    """Metrics on rows ``idx`` of the cache, given decoded predictions for those rows."""
+    """Metrics on rows ``idx`` of the cache, given decoded predictions for those rows.
+
+    A gender prediction of -1 means "not told" (``tell_gender``): gender accuracies are over the
+    faces told, ``*_gender_coverage`` the share told. UTKFace numbers are also given per race
+    (``utk_gender_acc_asian``, ``utk_age_mae_asian``, ...), for adults (15+, ``_adult``) and
+    per age group (``_age_25-37``); ``utk_gender_acc_worst_race`` and ``utk_age_mae_worst_race``
+    are the worst race group's.
+    """
     src = data["source"][idx]
     res = {}
     u = src == UTK
     if u.any():
         ages = data["age"][idx][u]
+        genders, races = data["gender"][idx][u], data["race"][idx][u]
+        upred = {k: v[u] for k, v in pred.items()}
         res["utk_n"] = int(u.sum())
         for head in ("age", "age_reg"):
             if head in pred:
-                res[f"utk_{head}_mae"] = mae(ages, pred[head][u])
+                res[f"utk_{head}_mae"] = mae(ages, upred[head])
         if "age" in pred:
-            res["utk_age_group_acc"] = accuracy(age_groups_of(ages), age_groups_of(pred["age"][u]))
+            res["utk_age_group_acc"] = accuracy(age_groups_of(ages), age_groups_of(upred["age"]))
         if "gender" in pred:
-            res["utk_gender_acc"] = accuracy(data["gender"][idx][u], pred["gender"][u])
+            res |= {f"utk_{k}": v for k, v in told_gender(genders, upred["gender"]).items()}
+        res |= _groups("utk", RACES, [races == r for r in range(len(RACES))], ages, genders,
+                       upred)
+        res |= _groups("utk", ["adult"], [ages >= ADULT], ages, genders, upred)
+        groups = age_groups_of(ages)
+        names = list(dict.fromkeys(groups))
+        res |= _groups("utk", [f"age_{g}" for g in names], [groups == g for g in names], ages,
+                       genders, upred)
+        for key in ("gender_acc", "age_mae"):
+            per_race = [res[f"utk_{key}_{r}"] for r in RACES if f"utk_{key}_{r}" in res]
+            per_race = [v for v in per_race if np.isfinite(v)]
+            if per_race:
+                res[f"utk_{key}_worst_race"] = (min if key == "gender_acc" else max)(per_race)
+    a = src == AAF
+    if a.any():
+        res["aaf_n"] = int(a.sum())
+        if "age" in pred:
+            res["aaf_age_mae"] = mae(data["age"][idx][a], pred["age"][a])
+        if "gender" in pred:
+            res |= {f"aaf_{k}": v
+                    for k, v in told_gender(data["gender"][idx][a], pred["gender"][a]).items()}
     f = src == FER
     if f.any():
         orig, major = data["emotion"][idx][f], data["majority"][idx][f]
@@ -53,6 +119,9 @@ def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.nda
                 p = pred[head][f]
                 res[f"fer_{head}_acc_orig"] = accuracy(orig[orig >= 0], p[orig >= 0])
                 res[f"fer_{head}_acc_ferplus"] = accuracy(major[major >= 0], p[major >= 0])
+                recall = class_recall(major[major >= 0], p[major >= 0], len(EMOTIONS))
+                res |= {f"fer_{head}_recall_ferplus_{e}": r for e, r in zip(EMOTIONS, recall)}
+                res[f"fer_{head}_min_recall_ferplus"] = float(np.nanmin(recall))
     return res
 
 
@@ -71,12 +140,15 @@ def predict_keras(model, x_uint8: np.ndarray, batch: int = 256, flip: bool = Fal
 
 
 def evaluate_keras(model, data: dict[str, np.ndarray], idx: np.ndarray, batch: int = 256,
-                   flip: bool = False) -> dict:
-    return report(head_predictions(predict_keras(model, data["x"][idx], batch, flip)), data, idx)
+                   flip: bool = False, min_age: float = 0.0) -> dict:
+    return report(head_predictions(predict_keras(model, data["x"][idx], batch, flip), min_age),
+                  data, idx)
 
 
 def selection_score(m: dict) -> float:
-    """One number to keep the best epoch: gender and emotion accuracy up, age MAE (decades) down."""
+    """One number to keep the best epoch: gender accuracy (overall and the worst UTKFace race
+    group's) and FER+ majority accuracy up, age MAE (decades) down."""
     age = min(m.get("utk_age_mae", 99), m.get("utk_age_reg_mae", 99))
-    emo = max(m.get("fer_emotion_acc_orig", 0), m.get("fer_emotion_orig_acc_orig", 0))
-    return m.get("utk_gender_acc", 0) + emo - age / 10
+    gender = (m.get("utk_gender_acc", 0) + m.get("utk_gender_acc_worst_race",
+                                                 m.get("utk_gender_acc", 0))) / 2
+    return gender + m.get("fer_emotion_acc_ferplus", 0) - age / 10
