@@ -36,18 +36,54 @@ def test_gate_flags_accuracy_and_mae_losses():
     assert any("utk_gender_acc" in p and "point" in p for p in problems)
 
 
-def test_auto_head_choice_follows_validation_numbers():
-    m = {"utk_age_mae": 6.0, "utk_age_reg_mae": 6.5, "fer_emotion_acc_orig": 0.60,
-         "fer_emotion_acc_ferplus": 0.75, "fer_emotion_orig_acc_orig": 0.64,
-         "fer_emotion_orig_acc_ferplus": 0.66}
-    # the FER+ head's higher mean (0.675 vs 0.65) does not count: its original-label accuracy is
-    # further below the reference (-5.8 points) than the original-label head's (-1.8)
-    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion_orig")
-    m.update(fer_emotion_mix_acc_orig=0.655, fer_emotion_mix_acc_ferplus=0.70)
-    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion_mix")
-    m.update(fer_emotion_acc_orig=0.67)  # now clears both references by the widest margin
-    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion")
-    assert conv.choose_heads(m, "age_reg", "emotion_orig") == ("age_reg", "emotion_orig")
+def _emotion(head, ferplus, orig, min_recall):
+    return {f"fer_{head}_acc_ferplus": ferplus, f"fer_{head}_acc_orig": orig,
+            f"fer_{head}_min_recall_ferplus": min_recall}
+
+
+def test_emotion_output_is_chosen_by_ferplus_majority_above_the_recall_floor():
+    m = {"utk_age_mae": 6.0, "utk_age_reg_mae": 6.5, **_emotion("emotion", 0.80, 0.59, 0.19),
+         **_emotion("emotion_orig", 0.69, 0.65, 0.38), **_emotion("emotion_mix", 0.77, 0.63, 0.31)}
+    # the FER+ head is the most accurate but lets disgust collapse (0.19 < 2/7): the mix wins;
+    # the original labels' accuracy plays no part
+    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion_mix", False)
+    m.update(_emotion("emotion", 0.81, 0.50, 0.30))
+    assert conv.choose_heads(m, "auto", "auto") == ("age", "emotion", False)
+    branch = {**_emotion("emotion", 0.82, 0.66, 0.35), **_emotion("emotion_mix", 0.78, 0.66, 0.4)}
+    assert conv.choose_heads(m, "auto", "auto", branch) == ("age", "emotion", True)
+    branch.update(_emotion("emotion", 0.805, 0.70, 0.5))  # the branch must win on FER+ majority
+    assert conv.choose_heads(m, "auto", "auto", branch) == ("age", "emotion", False)
+    assert conv.choose_heads(m, "age_reg", "emotion_orig") == ("age_reg", "emotion_orig", False)
+    assert conv.choose_heads({}, "auto", "auto") == ("age", "emotion", False)
+    # nobody clears the floor: the least collapsed, and the gate names the classes
+    low = {**_emotion("emotion", 0.8, 0.6, 0.1), **_emotion("emotion_orig", 0.7, 0.6, 0.2)}
+    assert conv.choose_heads(low, "auto", "auto")[1] == "emotion_orig"
+    shipped = {"fer_emotion_recall_ferplus_disgust": 0.19, "fer_emotion_recall_ferplus_happy": 0.9}
+    (problem,) = conv.emotion_problems(shipped)
+    assert "disgust 0.190" in problem and "happy" not in problem
+    assert conv.emotion_problems(shipped, floor=0.1) == []
+
+
+def test_gender_min_age_is_where_told_children_become_reliable():
+    rng = np.random.default_rng(0)
+    est = rng.uniform(0, 60, 4000)
+    truth = rng.integers(0, 2, 4000)
+    # right half the time below 4 years, 90 % from 4 on
+    right = np.where(est < 4, rng.random(4000) < 0.5, rng.random(4000) < 0.9)
+    pred = np.where(right, truth, 1 - truth)
+    assert conv.choose_min_age(est, truth, pred) == pytest.approx(4, abs=1)
+    assert conv.choose_min_age(est, truth, truth) == 0.0  # always right: always told
+    assert conv.choose_min_age(est, truth, 1 - truth) == conv.CHILD_AGE  # never right
+
+
+def test_fairness_gate_names_the_worst_group():
+    m = {"utk_gender_acc_white": 0.95, "utk_gender_acc_other": 0.90,
+         "utk_gender_acc_worst_race": 0.90}
+    (problem,) = conv.fairness_problems(m, 0.93)
+    assert "(other)" in problem and "0.9000" in problem
+    assert conv.fairness_problems(m, 0.9) == [] and conv.fairness_problems(m, 0) == []
+    # per-group numbers are reported, not held to the one-point int8 gate
+    assert conv.compare({"utk_gender_acc_other": 0.9}, {"utk_gender_acc_other": 0.85}) == []
 
 
 def test_edgetpu_skipped_when_compiler_not_on_path(tmp_path, caplog):
@@ -121,6 +157,8 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
 
     monkeypatch.setattr(conv, "MAX_ACC_DROP", 1.0)  # an untrained model: check plumbing only
     monkeypatch.setattr(conv, "MAX_MAE_RISE", 1e9)
+    monkeypatch.setattr(conv, "EMOTION_RECALL_FLOOR", 0.0)
+    monkeypatch.setattr(conv, "FAIRNESS_FLOOR", 0.0)
     (tmp_path / "manifest.json").write_text(json.dumps({"detector": {"file": "det.tflite"}}))
     assert conv.run(_args(tmp_path, *keras_model, **{"age-head": "age"})) == 0
     model = TFLiteModel(tmp_path / "multihead_int8.tflite")
@@ -133,6 +171,9 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
                                                    "trained_as": "distribution"}
     report = json.loads((tmp_path / "conv.json").read_text())
     assert report["age_head"] == "age" and "utk_gender_acc" in report["int8"]
+    assert manifest["analyzer"]["heads"]["gender"]["min_age"] == report["gender_min_age"]
+    assert "fer_emotion_recall_ferplus_disgust" in report["int8"]
+    assert set(report["emotion_candidates_float"]) == {"emotion", "emotion_orig", "emotion_mix"}
     # measured with mirror averaging, and the manifest tells the appliance to run it that way
     assert report["test_time"] == "flip" and manifest["analyzer"]["test_time"] == "flip"
     assert Analyzer(tmp_path).flip
@@ -143,6 +184,8 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
 @pytest.mark.slow
 def test_conversion_refused_leaves_manifest_alone(tmp_path, keras_model, monkeypatch, capsys):
     monkeypatch.setattr(conv, "MAX_ACC_DROP", -1.0)  # any result "loses" accuracy
+    monkeypatch.setattr(conv, "EMOTION_RECALL_FLOOR", 0.0)
+    monkeypatch.setattr(conv, "FAIRNESS_FLOOR", 0.0)
     before = json.dumps({"detector": {"file": "det.tflite"}})
     (tmp_path / "manifest.json").write_text(before)
     assert conv.run(_args(tmp_path, *keras_model, **{"age-head": "age_reg"})) == 1
@@ -185,6 +228,8 @@ def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, ker
 
     monkeypatch.setattr(conv, "MAX_ACC_DROP", 1.0)  # untrained models: check plumbing only
     monkeypatch.setattr(conv, "MAX_MAE_RISE", 1e9)
+    monkeypatch.setattr(conv, "EMOTION_RECALL_FLOOR", 0.0)
+    monkeypatch.setattr(conv, "FAIRNESS_FLOOR", 0.0)
     keras.utils.set_random_seed(3)
     inp = keras.Input((64, 64, 1))
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, strides=2)(inp))
@@ -203,8 +248,9 @@ def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, ker
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     caplog.set_level("INFO")
+    # an explicit head ships the branch (under "auto" it would have to win on FER+ majority)
     args = _args(tmp_path, *keras_model, **{"emotion-branch": branch_path,
-                                            "test-time": "in-model", "emotion-head": "auto"})
+                                            "test-time": "in-model", "emotion-head": "emotion"})
     assert conv.run(args) == 0
     # a Coral build is warned that the in-model mirror keeps the analyzer off the TPU
     assert "--test-time in-model builds the mirror views" in caplog.text
@@ -217,6 +263,7 @@ def test_conversion_with_an_emotion_branch_and_mirror_in_the_model(tmp_path, ker
     analyzer = Analyzer(tmp_path)
     assert not analyzer.flip and analyzer.test_time == "in_model"
     assert report["emotion_branch"]["file"] == "fer_like.keras"
+    assert report["emotion_branch"]["shipped"] and report["emotion_head"] == "emotion"
     assert set(report["emotion_branch"]["candidates_float"]) >= {
         "fer_emotion_acc_orig", "fer_emotion_orig_acc_orig", "fer_emotion_mix_acc_ferplus"}
     assert report["emotion_head"] in ("emotion", "emotion_orig", "emotion_mix")
