@@ -131,6 +131,32 @@ def test_model_may_be_a_tflite_beside_its_manifest(fixtures):
     tmp.cleanup()
 
 
+@pytest.mark.slow
+def test_aaf_val_slice_is_the_slice_training_kept_out(fixtures, tmp_path, capsys):
+    from tools.evaluate import main
+    from tools.prepare import utk_split
+
+    root, models, _ = fixtures
+    aaf = tmp_path / "aaf_train"
+    (aaf / "aglined faces").mkdir(parents=True)
+    (aaf / "image sets").mkdir()
+    portrait = cv2.imread(str(root / "aaf" / "aglined faces" / "00001A30.jpg"))
+    lines = []
+    for i in range(20):  # ages 20..39: the slice's ages say which faces were read
+        name = f"{i:05d}A{20 + i:02d}.jpg"
+        cv2.imwrite(str(aaf / "aglined faces" / name), portrait)
+        lines.append(f"{name} {i % 2}")
+    (aaf / "image sets" / "train.txt").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "eval.json"
+    assert main(["--aaf", str(aaf), "--aaf-val-slice", "--model", str(models),
+                 "--json", str(out)]) == 0
+    kept = [20 + i for i, s in enumerate(utk_split(20, 0.1, 0)) if s == 1]
+    assert json.loads(out.read_text())["aaf"]["n"] == len(kept) == 2
+    # no train split there: exit 2, naming the file it looked for
+    assert main(["--aaf", str(root / "aaf"), "--aaf-val-slice", "--model", str(models)]) == 2
+    assert "train.txt" in capsys.readouterr().err
+
+
 def _with_min_age(models, dest, min_age):
     manifest = json.loads((models / "manifest.json").read_text())
     for role in ("detector", "analyzer"):

@@ -48,6 +48,10 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "(our own validation; the held-out chips need no flag)")
     ap.add_argument("--ck", type=Path, help="CK+48 class folders")
     ap.add_argument("--aaf", type=Path, help="All-Age-Faces root (uses image sets/val.txt)")
+    ap.add_argument("--aaf-val-slice", action="store_true",
+                    help="read --aaf's train split (image sets/train.txt) and keep only the "
+                         "validation slice of tools.prepare's seeded 90/10 split of it (our own "
+                         "validation; the held-out val split needs no flag)")
     ap.add_argument("--model", type=Path, default=MODELS_DIR,
                     help="models folder with manifest.json, or an analyzer .tflite beside one")
     ap.add_argument("--json", type=Path, help="write the metrics here")
@@ -134,7 +138,14 @@ def run(args) -> tuple[dict, dict]:
         recs = _limit(ds.read_ck48(args.ck).records, args.limit)
         metrics["ck"], details["ck"] = sets.evaluate_ck(recs, path, baseline, reference)
     if args.aaf:
-        recs = _limit(ds.read_aaf(args.aaf).records, args.limit)
+        if args.aaf_val_slice:
+            from tools.prepare import utk_split
+
+            recs = ds.read_aaf(args.aaf, split="train").records
+            recs = [r for r, s in zip(recs, utk_split(len(recs), 0.1, 0)) if s == 1]
+        else:
+            recs = ds.read_aaf(args.aaf).records
+        recs = _limit(recs, args.limit)
         metrics["aaf"], details["aaf"] = sets.evaluate_aaf(recs, path, baseline)
     if baseline is not None:
         metrics["baseline_pca"] = baseline_metrics(details)
@@ -191,7 +202,13 @@ def main(argv=None) -> int:
     if not any((args.utkface, args.ferplus, args.ck, args.aaf)):
         print("give at least one of --utkface, --ferplus, --ck, --aaf", file=sys.stderr)
         return 2
-    metrics, details = run(args)
+    from tools.datasets import DatasetLayoutError
+
+    try:
+        metrics, details = run(args)
+    except DatasetLayoutError as exc:  # a wrong folder: say which, no traceback
+        print(f"python -m tools.evaluate: {exc}", file=sys.stderr)
+        return 2
     text = json.dumps(metrics, indent=1)
     print(text)
     if args.json:
