@@ -38,7 +38,9 @@ FINGERPRINT = 16  # raw detector scores recorded: the best anchors'
 # 0.069; attribute heads age 13, gender 16, emotion 22 steps (means over the recorded faces 6.5,
 # 9.75, 3.39). Models 1.6.0 (YuNet), the same command: logit 0.71 (weaker 0.78), box 2.08 px,
 # keypoints 1.71 px, score 0.011; age 15, gender 14, emotion 26 steps (means 7.75, 10.25, 3.54):
-# under every floor, which stay. A bundle's own recorded tolerances apply when they are wider.
+# under every floor, which stay. Models 1.7.0 (a new attribute model), the same command: age 13,
+# gender 29, emotion 14 steps (means 4.75, 11.25, 2.57); the gender floor rises to 1.5 x 29.
+# A bundle's own recorded tolerances apply when they are wider.
 LOGIT_TOL = 1.7  # fingerprint: raw score logits of anchors recorded at 0 or more (score >= 0.5)
 WEAK_LOGIT_TOL = 5.0  # the fingerprint's weaker anchors (below 0: noisier; a broken model's are
 # tens away)
@@ -47,7 +49,7 @@ KEYPOINT_PX = 4.6  # detection keypoints (eyes, nose, mouth, ears), pixels
 SCORE_TOL = 0.11  # detection score (probability)
 # attribute model outputs, in steps of each int8 output's scale (other heads: the largest), any
 # one output and the mean over all of a head's outputs for the recorded faces
-HEAD_STEPS = {"age": 20, "gender": 24, "emotion": 33}
+HEAD_STEPS = {"age": 20, "gender": 44, "emotion": 33}
 HEAD_MEAN_STEPS = {"age": 10.0, "gender": 15.0, "emotion": 5.1}
 HEAD_REL = 0.01  # attribute model outputs without a scale (float), relative to their largest
 

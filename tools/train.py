@@ -6,9 +6,13 @@
     python -m tools.train --data $C/faces.npz --out $C/train2 \
         --init models/train/multihead.keras --epochs 6 --lr 5e-4
     python -m tools.train ... --teacher $C/emotion_model.hdf5   # distillation, see below
+    python -m tools.train --data $C/faces.npz --out $C/train3 --init models/train/multihead.keras \
+        --epochs 10 --lr 1e-3 --erase 0.5 --orig-vote 1 --emotion-tau 0.5 --eye-jitter 0.03 \
+        --loss-weights emotion=2,emotion_orig=0.5        # how models 1.7.0 were trained
 
-Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` and a
-line of ``history.jsonl``; the epoch with the best validation score is also kept as
+Every epoch writes ``last.keras`` (weights and optimizer, for ``--resume``), ``state.json`` (with
+the options the run began with: ``--resume`` goes on with those) and a line of
+``history.jsonl``; the epoch with the best validation score is also kept as
 ``best.keras``. The history also holds ``mirror_*`` numbers: the main heads with each face
 averaged with its mirror image, as the appliance runs them (not used to pick the best epoch).
 The validation report (UTKFace val split, FER2013Valid) is printed after every epoch and at the
