@@ -101,7 +101,11 @@ def test_concurrent_writers_store_each_window_once(db_url):
     errors = []
 
     def writer(chunks):
-        store = open_store(db_url)
+        try:
+            store = open_store(db_url)
+        except Exception as exc:  # surfaced below, as a failed write would be
+            errors.append(exc)
+            return
         try:
             for chunk in chunks:
                 store.write([win(device_id, seq) for device_id, seq in chunk])
@@ -121,6 +125,31 @@ def test_concurrent_writers_store_each_window_once(db_url):
     for device_id, gaps in store.gaps().items():
         assert all(not g.open for g in gaps), (device_id, gaps)  # every number arrived
     store.close()
+
+
+def test_workers_opening_a_new_sqlite_file_at_once_all_get_it(tmp_path):
+    """Ingest workers started together race to create the file and switch it to WAL; none may
+    be refused for the lock the others hold for a moment."""
+    def opener(url, start, stores, errors):
+        start.wait()
+        try:
+            stores.append(open_store(url))
+        except Exception as exc:
+            errors.append(exc)
+
+    for attempt in range(15):
+        url = f"sqlite:{tmp_path / f'fleet{attempt}.db'}"
+        start, errors, stores = threading.Barrier(6), [], []
+        threads = [threading.Thread(target=opener, args=(url, start, stores, errors))
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        for store in stores:
+            store.close()
+        assert not errors, errors
+        assert len(stores) == 6
 
 
 def test_postgres_restart_is_retried_not_lost(pg_own):

@@ -8,6 +8,7 @@ machines need PostgreSQL.
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -25,13 +26,26 @@ class SqliteStore(SqlStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, isolation_level=None, timeout=busy_timeout_s,
                                        check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal(time.monotonic() + busy_timeout_s)
             self._db.execute("PRAGMA synchronous=FULL")
             with self._transaction():
                 for statement in STATEMENTS:
                     self._db.execute(statement)
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open the fleet database {self.path}: {exc}") from exc
+
+    def _wal(self, deadline: float) -> None:
+        """Switch the file to WAL. Switching needs the file to itself and SQLite does not wait
+        for it (workers opening a new file together would be refused "database is locked"), so
+        this waits, up to the busy timeout, as every other statement here does."""
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.02)
 
     @contextmanager
     def _transaction(self):
