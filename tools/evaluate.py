@@ -125,9 +125,7 @@ def run(args) -> tuple[dict, dict]:
     if args.utkface:
         recs = ds.read_utkface(args.utkface).records
         if args.utkface_val_split:
-            from tools.prepare import utk_split
-
-            recs = [r for r, s in zip(recs, utk_split(len(recs), 0.1, 0)) if s == 1]
+            recs = validation_slice(recs)
         recs = _limit(recs, args.limit)
         metrics["utkface"], details["utkface"] = sets.evaluate_utkface(recs, path, baseline)
     if args.ferplus:
@@ -139,10 +137,7 @@ def run(args) -> tuple[dict, dict]:
         metrics["ck"], details["ck"] = sets.evaluate_ck(recs, path, baseline, reference)
     if args.aaf:
         if args.aaf_val_slice:
-            from tools.prepare import utk_split
-
-            recs = ds.read_aaf(args.aaf, split="train").records
-            recs = [r for r, s in zip(recs, utk_split(len(recs), 0.1, 0)) if s == 1]
+            recs = validation_slice(ds.read_aaf(args.aaf, split="train").records)
         else:
             recs = ds.read_aaf(args.aaf).records
         recs = _limit(recs, args.limit)
@@ -194,6 +189,13 @@ def reference_metrics(details: dict, name: str, flip: bool) -> dict:
         m["paired"] = mcnemar(own_pred == own_truth, pred == truth)
         out[key] = m
     return out
+
+
+def validation_slice(records: list) -> list:
+    """The records ``tools.prepare`` keeps out of training: its seeded 90/10 split by file."""
+    from tools.prepare import utk_split
+
+    return [r for r, s in zip(records, utk_split(len(records), 0.1, 0)) if s == 1]
 
 
 def main(argv=None) -> int:

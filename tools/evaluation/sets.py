@@ -18,7 +18,7 @@ from tools.datasets import RACES
 from tools.datasets.ferplus import ferplus_majority
 from tools.evaluation.device_path import UNTOLD
 from tools.evaluation.stats import accuracy_interval, mae_interval
-from tools.training.metrics import accuracy, age_groups_of, macro_f1, mae
+from tools.training.metrics import accuracy, age_groups_of, macro_f1, mae, told_gender
 
 CK_SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
 
@@ -32,10 +32,7 @@ def told(pred_gender) -> np.ndarray:
 def gender_scores(genders, pred_gender) -> dict:
     """``gender_acc``: accuracy over the faces whose gender was told (None when none was), and
     ``gender_coverage``: the share of faces told (None without faces)."""
-    genders, pred_gender = np.asarray(genders), np.asarray(pred_gender)
-    t = told(pred_gender)
-    return {"gender_acc": accuracy(genders[t], pred_gender[t]) if t.any() else None,
-            "gender_coverage": float(t.mean()) if len(t) else None}
+    return {k: None if np.isnan(v) else v for k, v in told_gender(genders, pred_gender).items()}
 
 
 def device_crops(records, path, desc: str):

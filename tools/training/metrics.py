@@ -29,6 +29,15 @@ def confusion(y_true, y_pred, n: int) -> np.ndarray:
     return m
 
 
+def told_gender(truth, pred) -> dict[str, float]:
+    """``gender_acc`` over the faces whose gender was told (prediction >= 0; -1 is "not told",
+    below the model's min_age) and ``gender_coverage``, the share told; NaN where undefined."""
+    truth, pred = np.asarray(truth), np.asarray(pred)
+    t = pred >= 0
+    return {"gender_acc": accuracy(truth[t], pred[t]),
+            "gender_coverage": float(t.mean()) if len(t) else float("nan")}
+
+
 def class_recall(y_true, y_pred, n: int) -> np.ndarray:
     """Per class 0..n-1: the share of its faces predicted as it (NaN for a class with none)."""
     m = confusion(y_true, y_pred, n)

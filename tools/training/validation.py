@@ -9,7 +9,14 @@ import numpy as np
 from device.types import EMOTIONS
 from tools.datasets.utkface import RACES
 from tools.training.data import as_input
-from tools.training.metrics import accuracy, age_groups_of, class_recall, expected_age, mae
+from tools.training.metrics import (
+    accuracy,
+    age_groups_of,
+    class_recall,
+    expected_age,
+    mae,
+    told_gender,
+)
 
 UTK, FER, AAF = 0, 1, 2
 ADULT = 15  # years: the adult slice of the gender figures
@@ -41,14 +48,6 @@ def head_predictions(outputs: dict[str, np.ndarray], min_age: float = 0.0) -> di
         mix = (np.asarray(outputs["emotion"]) + np.asarray(outputs["emotion_orig"])) / 2
         out["emotion_mix"] = np.argmax(mix, axis=-1)
     return out
-
-
-def told_gender(truth: np.ndarray, pred: np.ndarray) -> dict:
-    """``gender_acc`` over the faces whose gender was told (prediction >= 0; -1 is not told)
-    and ``gender_coverage``, the share told."""
-    t = np.asarray(pred) >= 0
-    return {"gender_acc": accuracy(np.asarray(truth)[t], np.asarray(pred)[t]),
-            "gender_coverage": float(t.mean()) if len(t) else float("nan")}
 
 
 def _groups(prefix: str, names, masks, truth_age, truth_gender, pred) -> dict:
