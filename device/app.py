@@ -44,8 +44,9 @@ class App:
 
     Args:
         cfg: a completed :class:`device.config.Config`.
-        pipeline: object with ``process``/``self_test``/``accelerator``/``model_version``;
-            None: the models of the provisioning slots (``device.provision_hook``).
+        pipeline: object with ``process(frame, tracker=None)``/``self_test``/``accelerator``/
+            ``model_version`` (``device.pipeline.VisionPipeline``); None: the models of the
+            provisioning slots (``device.provision_hook``).
         open_source: ``(spec, loop, pace[, preview]) -> FrameSource``; None:
             ``device.sources.open_source``.
         comm, leds, sink: MQTT communicator, LEDs and display sink; None builds them from ``cfg``.

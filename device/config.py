@@ -33,6 +33,8 @@ def _check(fn, message):
 
 POSITIVE = _check(lambda v: v > 0, "must be greater than 0")
 NON_NEGATIVE = _check(lambda v: v >= 0, "must be 0 or more")
+# seconds between analyses of one tracked face ([models] reanalyze_s; python -m tools.reanalyze)
+REANALYZE_S = 0.1
 PROBABILITY = _check(lambda v: 0 <= v <= 1, "must be between 0 and 1")
 PORT = _check(lambda v: 0 < v < 65536, "must be a TCP port (1-65535)")
 GPIO = _check(lambda v: v is None or 0 <= v <= 27, "must be a BCM GPIO number (0-27)")
@@ -86,6 +88,9 @@ class ModelsConfig:
     detector_tiles: str = field(default="auto", metadata=_check(
         lambda v: v == "auto" or v in ("1", "2", "3", "4"), "must be 'auto' or 1, 2, 3, 4"))
     analyze_every: int = field(default=1, metadata=POSITIVE)
+    # a tracked face is analysed again only this many seconds after its last analysis (new
+    # faces at once); 0 = every face on every frame
+    reanalyze_s: float = field(default=REANALYZE_S, metadata=NON_NEGATIVE)
     # average each face with its mirror image: "auto" = as the installed models' manifest says
     # (how their accuracy was measured); "off" halves the attribute model's time per face
     mirror_average: str = field(default="auto", metadata=_check(

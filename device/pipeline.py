@@ -57,6 +57,9 @@ class VisionPipeline:
             ``device.detector.tiling``).
         analyze_every: analyze faces on every n-th processed frame only (tracking carries the
             attributes in between); 1 analyzes every frame.
+        reanalyze_s: with a tracker passed to :meth:`process`, a tracked face is analyzed again
+            only once this many seconds have passed since its last analysis (new faces at once;
+            ``Tracker.wanted``); 0 analyzes every face on every frame.
         min_face_px: faces whose eye distance is below this many pixels are detected but not
             analyzed (too small for a meaningful estimate).
         analyzer_flip: average each face with its mirror image (True/False); None: as the
@@ -66,7 +69,8 @@ class VisionPipeline:
     def __init__(self, models_dir: str | Path | None = None, threads: int | None = 1,
                  detector_variant: str | None = None, analyze_every: int = 1,
                  min_face_px: float = 8.0, score_threshold: float | None = None,
-                 detector_tiles: int | str = "auto", analyzer_flip: bool | None = None):
+                 detector_tiles: int | str = "auto", analyzer_flip: bool | None = None,
+                 reanalyze_s: float = 0.0):
         self.models_dir = Path(models_dir) if models_dir else MODELS_DIR
         self.detector = FaceDetector(_detector_file(self.models_dir, detector_variant),
                                      threads=threads, score_threshold=score_threshold,
@@ -78,6 +82,9 @@ class VisionPipeline:
             log.warning("%s", exc)
             self.analyzer = None
         self.analyze_every = max(1, int(analyze_every))
+        if not reanalyze_s >= 0:
+            raise ValueError(f"reanalyze_s must be >= 0 seconds, got {reanalyze_s!r}")
+        self.reanalyze_s = float(reanalyze_s)
         self.min_face_px = float(min_face_px)
         self._count = 0
 
@@ -111,16 +118,27 @@ class VisionPipeline:
         return [align_face(image, d.right_eye, d.left_eye, size=size, gray=gray)
                 for d in detections]
 
-    def process(self, frame: Frame | np.ndarray) -> list[tuple[Detection, FaceAttributes | None]]:
-        """Faces in one frame with their attributes (None when not analyzed on this frame)."""
+    def process(self, frame: Frame | np.ndarray, tracker=None
+                ) -> list[tuple[Detection, FaceAttributes | None]]:
+        """Faces in one frame with their attributes (None when not analyzed on this frame).
+
+        Args:
+            frame: a ``Frame``, or a BGR image.
+            tracker: the ``device.tracking.Tracker`` these results will be fed to, before its
+                ``update`` for this frame; with ``reanalyze_s`` it picks the faces to analyze
+                (``Tracker.wanted``). Needs a ``Frame`` (its timestamp).
+        """
         image = frame.image if isinstance(frame, Frame) else frame
         detections = self.detector.detect(image)
         attrs: list[FaceAttributes | None] = [None] * len(detections)
         analyze_now = self.analyzer is not None and self._count % self.analyze_every == 0
         self._count += 1
         if analyze_now and detections:
-            idx = [i for i, d in enumerate(detections)
-                   if float(np.hypot(*(d.left_eye - d.right_eye))) >= self.min_face_px]
+            wanted = [True] * len(detections)
+            if tracker is not None and self.reanalyze_s > 0 and isinstance(frame, Frame):
+                wanted = tracker.wanted(detections, frame.timestamp, self.reanalyze_s)
+            idx = [i for i, d in enumerate(detections) if wanted[i]
+                   and float(np.hypot(*(d.left_eye - d.right_eye))) >= self.min_face_px]
             if idx:
                 results = self.analyzer.analyze(self.crops(image, [detections[i] for i in idx]))
                 for i, a in zip(idx, results):
@@ -178,7 +196,8 @@ def pipeline_for(models_cfg, folder: str | Path) -> VisionPipeline:
                           analyze_every=models_cfg.analyze_every,
                           detector_variant=None if own else (models_cfg.detector_variant or None),
                           detector_tiles=models_cfg.detector_tiles,
-                          analyzer_flip=models_cfg.analyzer_flip)
+                          analyzer_flip=models_cfg.analyzer_flip,
+                          reanalyze_s=models_cfg.reanalyze_s)
 
 
 def model_problems(folder: str | Path, models_cfg=None) -> list[str]:

@@ -36,10 +36,10 @@ class WatchedPipeline:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def process(self, frame):
+    def process(self, frame, tracker=None):
         inner, prov = self.inner, self.provisioner
         try:
-            out = inner.process(frame)
+            out = inner.process(frame, tracker=tracker)
         except Exception as exc:
             if not prov.on_trial:
                 raise

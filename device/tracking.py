@@ -16,6 +16,7 @@ image, crop, embedding or identity. All of it is dropped once the track's summar
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +33,9 @@ AGE_BINS = 101  # whole years 0..100; older ages go into the last bin
 # never over 2x, so a track does not jump to another face nearby at another scale (video cuts).
 SIZE_JITTER, SIZE_RATE, SIZE_MAX = 0.2, 1.0, np.log(2.0)
 VELOCITY_TAU_S = 0.3  # time constant of the velocity average
+# ``Tracker.wanted``: a face is due again this much before its interval is over (cameras'
+# timestamps jitter by milliseconds; without it a 0.1 s interval at 30 fps could take 4 frames)
+DUE_SLACK_S = 0.005
 
 
 def yaw_offset(keypoints) -> float:
@@ -44,14 +48,18 @@ def yaw_offset(keypoints) -> float:
         the side. Uses the eyes when the ears are closer together than the eyes (unreliable
         tragions). ``nan`` when the keypoints are degenerate or not finite.
     """
-    kp = np.asarray(keypoints, dtype=np.float64).reshape(6, 2)
-    if not np.all(np.isfinite(kp)):
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(6, 2).tolist()  # plain floats: 6 points
+    if not all(math.isfinite(v) for point in kp for v in point):
         return float("nan")
-    ears, eyes = kp[4:6], kp[0:2]
-    span = ears if np.linalg.norm(ears[1] - ears[0]) >= np.linalg.norm(eyes[1] - eyes[0]) else eyes
-    axis = span[1] - span[0]
-    half_sq = float(axis @ axis) / 2.0  # |axis| * (|axis| / 2): projection normalised to half
-    return float((kp[2] - span.mean(axis=0)) @ axis / half_sq) if half_sq > 1e-9 else float("nan")
+    (rx, ry), (lx, ly), (nx, ny) = kp[0], kp[1], kp[2]
+    (ax, ay), (bx, by) = kp[4], kp[5]
+    if math.hypot(bx - ax, by - ay) < math.hypot(lx - rx, ly - ry):
+        (ax, ay), (bx, by) = (rx, ry), (lx, ly)  # the eyes span the face better than the ears
+    ux, uy = bx - ax, by - ay
+    half_sq = (ux * ux + uy * uy) / 2.0  # |axis| * (|axis| / 2): projection normalised to half
+    if half_sq <= 1e-9:
+        return float("nan")
+    return ((nx - (ax + bx) / 2.0) * ux + (ny - (ay + by) / 2.0) * uy) / half_sq
 
 
 def facing_camera(keypoints, threshold: float = FACING_THRESHOLD) -> bool:
@@ -151,6 +159,7 @@ class Track:
         attributes: the latest analyzed ``FaceAttributes`` (None until the first analysis).
         facing: whether the face was turned to the camera at its latest detection.
         first_seen, last_seen: timestamps of the first and latest matched detection.
+        last_analyzed: timestamp of the latest frame with attributes (None: never analyzed).
         hits: number of frames the face was detected in.
     """
 
@@ -161,6 +170,7 @@ class Track:
         self.velocity = np.zeros(2)  # box centre, pixels per second
         self.attributes, self.facing, self._yaw_threshold = None, False, yaw_threshold
         self.first_seen = self.last_seen = t
+        self.last_analyzed: float | None = None
         self.hits, self.n_analyzed, self.attention_s = 0, 0, 0.0
         self._stats, self._groups = _Smoother(), groups
         self._observe(det, attrs, t)
@@ -194,6 +204,7 @@ class Track:
         self.last_seen, self.hits = max(self.last_seen, t), self.hits + 1
         if attrs is not None:
             self.attributes, self.n_analyzed = attrs, self.n_analyzed + 1
+            self.last_analyzed = t
             self._stats.add(attrs)
 
     def summary(self) -> TrackSummary:
@@ -208,8 +219,34 @@ def _centre(box) -> np.ndarray:
     return np.array([(box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0])
 
 
-def _size(box) -> float:  # geometric mean of width and height, at least a pixel
-    return max(1.0, float(np.sqrt(max(0.0, (box[2] - box[0]) * (box[3] - box[1])))))
+def pair_costs(refs: np.ndarray, boxes: np.ndarray, iou_threshold: float, max_dist: float,
+               max_change) -> np.ndarray:
+    """Cost of continuing each reference box (rows) with each detection box (columns).
+
+    A pair may match when the boxes overlap by ``iou_threshold`` (IoU) or their centres are within
+    ``max_dist`` reference sizes, and their sizes differ by at most ``max_change`` in log ratio
+    (``max_dist`` and ``max_change`` each a number, or one per reference); its cost is then
+    (1 - IoU) + centre distance in reference sizes, else ``inf``. Sizes are the geometric mean of
+    width and height, at least a pixel.
+    """
+    r, b = refs[:, None, :], boxes[None, :, :]
+    inter = (np.maximum(0.0, np.minimum(r[..., 2], b[..., 2]) - np.maximum(r[..., 0], b[..., 0]))
+             * np.maximum(0.0, np.minimum(r[..., 3], b[..., 3]) - np.maximum(r[..., 1], b[..., 1])))
+    area_r = (r[..., 2] - r[..., 0]) * (r[..., 3] - r[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_r + area_b - inter
+    overlap = np.where(union > 0, inter / np.where(union > 0, union, 1.0), 0.0)
+    size_r = np.maximum(1.0, np.sqrt(np.maximum(0.0, area_r)))
+    size_b = np.maximum(1.0, np.sqrt(np.maximum(0.0, area_b)))
+    dist = np.hypot((b[..., 0] + b[..., 2] - r[..., 0] - r[..., 2]) / 2.0,
+                    (b[..., 1] + b[..., 3] - r[..., 1] - r[..., 3]) / 2.0) / size_r
+    def per_ref(value):  # a number, or one per reference (a column against the detections)
+        value = np.asarray(value, dtype=np.float64)
+        return value[:, None] if value.ndim else value
+
+    near = (overlap >= iou_threshold) | (dist <= per_ref(max_dist))
+    sizes_agree = np.abs(np.log(size_b / size_r)) <= per_ref(max_change)
+    return np.where(near & sizes_agree, (1.0 - overlap) + dist, np.inf)
 
 
 class Tracker:
@@ -264,23 +301,45 @@ class Tracker:
         seen = [self._tracks[ti] for ti, _ in pairs] + born
         return sorted((tr for tr in seen if tr.hits >= self.min_hits), key=lambda tr: tr.track_id)
 
-    def _cost(self, detections, t: float) -> np.ndarray:
-        # predicted box, or (tighter) the last one in case detector jitter spoilt the velocity
-        cost = np.full((len(self._tracks), len(detections)), np.inf)
-        for i, track in enumerate(self._tracks):
-            change = min(SIZE_MAX, SIZE_JITTER + SIZE_RATE * (t - track.last_seen))
-            refs = ((track.predicted_box(t), self.max_center_dist, change),
-                    (track.box, self.max_center_dist / 2, SIZE_JITTER))
-            for j, det in enumerate(detections):
-                cost[i, j] = min(self._pair_cost(det.box, *ref) for ref in refs)
-        return cost
+    def wanted(self, detections, timestamp: float, interval_s: float) -> list[bool]:
+        """Which of a frame's detections to analyze when each visitor needs attributes only
+        every ``interval_s`` seconds.
 
-    def _pair_cost(self, box, ref, max_dist: float, max_change: float) -> float:
-        size, overlap = _size(ref), iou(ref, box)
-        dist = float(np.linalg.norm(_centre(box) - _centre(ref))) / size
-        near = overlap >= self.iou_threshold or dist <= max_dist
-        log_ratio = abs(np.log(_size(box) / size))
-        return (1.0 - overlap) + dist if near and log_ratio <= max_change else np.inf
+        A detection that will start a new track is wanted, and so is one that will continue a
+        track never analyzed or last analyzed ``interval_s`` (less ``DUE_SLACK_S``) or more
+        before ``timestamp``. The
+        pairing is the one :meth:`update` makes with the same detections and timestamp; nothing
+        is changed. ``interval_s`` 0 wants every detection.
+        """
+        detections = list(detections)
+        if interval_s <= 0:
+            return [True] * len(detections)
+        t = float(timestamp)
+        now = max(self._now, t)
+        alive = [tr for tr in self._tracks if now - tr.last_seen <= self.max_missed_s]
+        out = [True] * len(detections)
+        for ti, di in greedy_assign(self._cost(detections, t, alive)):
+            last = alive[ti].last_analyzed
+            out[di] = last is None or t - last >= interval_s - DUE_SLACK_S
+        return out
+
+    def _cost(self, detections, t: float, tracks=None) -> np.ndarray:
+        """Tracks x detections: the cheaper of the pair costs against each track's predicted box
+        and (tighter, in case detector jitter spoilt the velocity) its last box. ``tracks``:
+        these instead of the live ones."""
+        tracks = self._tracks if tracks is None else tracks
+        if not tracks or not detections:
+            return np.full((len(tracks), len(detections)), np.inf)
+        boxes = np.array([d.box for d in detections], dtype=np.float64)
+        gap = np.array([t - tr.last_seen for tr in tracks])
+        change = np.minimum(SIZE_MAX, SIZE_JITTER + SIZE_RATE * gap)
+        predicted = np.array([tr.predicted_box(t) for tr in tracks], dtype=np.float64)
+        last = np.array([tr.box for tr in tracks], dtype=np.float64)
+        n = len(tracks)  # both references of every track in one call: rows n.. are the last boxes
+        cost = pair_costs(np.concatenate([predicted, last]), boxes, self.iou_threshold,
+                          np.repeat([self.max_center_dist, self.max_center_dist / 2], n),
+                          np.concatenate([change, np.full(n, SIZE_JITTER)]))
+        return np.minimum(cost[:n], cost[n:])
 
     def _expire(self, now: float) -> None:
         self._now = max(self._now, now)

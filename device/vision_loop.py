@@ -156,7 +156,7 @@ class VisionLoop:
     # -- one frame -----------------------------------------------------------------------------
     def _process(self, frame) -> None:
         p = self.p
-        results = p.pipeline.process(frame)
+        results = p.pipeline.process(frame, tracker=p.tracker)
         detections = [d for d, _ in results]
         tracks = p.tracker.update(detections, [a for _, a in results], frame.timestamp)
         for summary in p.tracker.pop_finished():

@@ -29,7 +29,7 @@ class FailingPipeline:
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
-    def process(self, frame):
+    def process(self, frame, tracker=None):
         raise RuntimeError(f"injected fault for models {self.inner.model_version}")
 
 

@@ -99,6 +99,28 @@ def test_pipeline_on_real_image_gives_attributes_per_face(models_dir):
     assert got == [True, False, False, True]
 
 
+def test_pipeline_analyses_each_tracked_face_again_only_after_reanalyze_s(models_dir):
+    import cv2
+
+    from device.tracking import Tracker
+    from device.types import Frame
+
+    img = cv2.imread(str(sample("two_people.jpg")))
+    p, tracker = VisionPipeline(models_dir, reanalyze_s=0.2), Tracker()
+    got = []
+    for i in range(6):  # 10 frames a second
+        frame = Frame(img, timestamp=i / 10, index=i)
+        faces = p.process(frame, tracker=tracker)
+        got.append([a is not None for _, a in faces])
+        tracker.update([d for d, _ in faces], [a for _, a in faces], frame.timestamp)
+    assert got == [[True, True], [False, False]] * 3
+    assert all(tr.n_analyzed == 3 and tr.hits == 6 for tr in tracker.active)
+    # without a tracker (kiosk analyze, pictures) every face is analysed every time
+    assert all(a is not None for _, a in p.process(Frame(img, timestamp=0.65)))
+    with pytest.raises(ValueError, match="reanalyze_s"):
+        VisionPipeline(models_dir, reanalyze_s=-1)
+
+
 def test_probabilities_are_recognised_even_when_int8_rounding_breaks_their_sum():
     from device.analyzer import _as_probs
 

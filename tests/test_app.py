@@ -205,10 +205,14 @@ def test_missing_camera_is_reported_and_retried(mosquitto, listen, tmp_path):
 class FakePipeline:
     accelerator, model_version, analyzer_available = "cpu", "fake-1", False
 
+    def __init__(self):
+        self.trackers = set()  # ids of the trackers ``process`` was handed
+
     def self_test(self):
         return {"faces": 1}
 
-    def process(self, frame):
+    def process(self, frame, tracker=None):
+        self.trackers.add(id(tracker))
         return []
 
 
@@ -325,6 +329,21 @@ def test_models_mirror_average_reaches_the_pipeline_the_app_builds(tmp_path, set
     (models / "manifest.json").write_text(json.dumps(manifest))
     app = _fake_app(tmp_path, **{"models.dir": str(models), "models.mirror_average": setting})
     assert pipeline_for(app.cfg.models, models).analyzer.flip is expected
+
+
+def test_models_reanalyze_s_reaches_the_pipeline_the_app_builds(tmp_path):
+    from device.config import REANALYZE_S
+    from device.pipeline import pipeline_for
+    from tests.tiny_models import make_models_dir
+
+    models = make_models_dir(tmp_path / "models")
+    app = _fake_app(tmp_path, **{"models.dir": str(models)})
+    assert pipeline_for(app.cfg.models, models).reanalyze_s == REANALYZE_S > 0
+    app = _fake_app(tmp_path, **{"models.dir": str(models), "models.reanalyze_s": 0.0})
+    assert pipeline_for(app.cfg.models, models).reanalyze_s == 0.0
+    # the loop hands the pipeline its tracker, so the pipeline can ask which faces are due
+    assert app.run() == 0
+    assert app._pipeline.trackers == {id(app.tracker)}
 
 
 def test_boot_loads_each_model_once_and_self_tests_once(tmp_path, monkeypatch):

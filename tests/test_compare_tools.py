@@ -100,10 +100,14 @@ def test_seed_pipeline_runs_beside_the_appliance(stand_in_wheels):
     assert len(boxes) >= 4  # the Haar cascade on six frontal faces
     assert all(e.shape == (7,) for e in seed.emotions(gray, boxes))
     assert all(0 <= a <= 80 and 0 <= p <= 1 for a, p in seed.age_gender(img, boxes))
-    report = run([str(sample("two_people.jpg"))], stand_in_wheels, repeat=1)
+    report = run([str(sample("two_people.jpg"))], stand_in_wheels, repeat=2, reanalyze=(0.1, 0))
     r = next(iter(report.values()))
     assert r["frames"] == 1 and r["seed_ms_p50"] > 0 and r["ours_ms_p50"] > 0
     assert r["ratio"] == pytest.approx(r["seed_ms_p50"] / r["ours_ms_p50"], rel=0.01)
+    assert r["ours_ratio_mean"] == pytest.approx(r["seed_ms_mean"] / r["ours_ms_mean"], rel=0.01)
+    # a picture is one frame: each pass starts a new tracker, so both faces are analysed
+    assert r["ours_reanalyze_s"] == 0.1 and r["ours_reanalyze_0_reanalyze_s"] == 0
+    assert r["ours_analyses_per_frame"] == r["ours_reanalyze_0_analyses_per_frame"] == 2
 
 
 def test_a_missing_wheel_is_named(tmp_path):

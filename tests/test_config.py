@@ -61,6 +61,7 @@ def test_defaults_are_filled_in(tmp_path):
     ("mqtt = 3\n", "[mqtt]: must be a table"),
     ("[models]\nmirror_average = true\n", "[models] mirror_average: must be str, not bool"),
     ("[models]\nmirror_average = \"yes\"\n", "[models] mirror_average: must be 'auto', 'on'"),
+    ("[models]\nreanalyze_s = -0.1\n", "[models] reanalyze_s: must be 0 or more"),
     ("[mqtt\n", "not valid TOML"),
 ])
 def test_errors_name_the_key(tmp_path, text, message):

@@ -9,6 +9,7 @@ from device.tracking import (
     facing_camera,
     greedy_assign,
     iou,
+    pair_costs,
     yaw_offset,
 )
 from device.types import EMOTIONS, Detection, FaceAttributes
@@ -36,6 +37,36 @@ def attrs(age=30.0, gender="female", p=0.9, emotion="happy", ep=0.8):
 
 
 # --- pure functions ---------------------------------------------------------------------------
+
+def _one_pair_cost(ref, box, iou_threshold, max_dist, max_change):
+    """The pair cost written out for one pair, as the tracker's docstring defines it."""
+    def size(b):
+        return max(1.0, float(np.sqrt(max(0.0, (b[2] - b[0]) * (b[3] - b[1])))))
+    overlap = iou(ref, box)
+    dist = float(np.hypot((box[0] + box[2] - ref[0] - ref[2]) / 2,
+                          (box[1] + box[3] - ref[1] - ref[3]) / 2)) / size(ref)
+    near = overlap >= iou_threshold or dist <= max_dist
+    if near and abs(np.log(size(box) / size(ref))) <= max_change:
+        return (1.0 - overlap) + dist
+    return np.inf
+
+
+def test_pair_costs_match_the_definition_pair_by_pair():
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, 300, (40, 2))
+    wh = rng.uniform(0, 120, (40, 2)) * (rng.random((40, 1)) > 0.1)  # some empty boxes
+    boxes = np.hstack([xy, xy + wh])
+    refs, dets = boxes[:12], boxes[12:]
+    change = rng.uniform(0.1, 0.7, 12)
+    got = pair_costs(refs, dets, 0.3, 1.0, change)
+    want = np.array([[_one_pair_cost(r, d, 0.3, 1.0, c) for d in dets]
+                     for r, c in zip(refs, change)])
+    assert np.isfinite(want).sum() >= 5 and np.isinf(want).sum() >= 5  # both kinds occur
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # one size limit for every reference gives the same as that limit per reference
+    np.testing.assert_array_equal(pair_costs(refs, dets, 0.3, 0.5, 0.2),
+                                  pair_costs(refs, dets, 0.3, 0.5, np.full(12, 0.2)))
+
 
 def test_frontal_face_faces_camera_and_profile_does_not():
     assert facing_camera(face(100, 100).keypoints)
@@ -370,3 +401,45 @@ def test_real_clip_counts_each_person_once_per_shot(step):
         assert s.end < cut_times[shot + 1], f"track {s.track_id} runs across a cut"
         per_shot[shot] += 1
     assert tuple(per_shot) == PEOPLE_PER_SHOT
+
+
+# --- analysing each visitor only every so often -------------------------------------------------
+
+def test_wanted_asks_for_new_faces_and_for_tracks_due_again():
+    tracker = Tracker()
+    a, b = face(100, 100), face(400, 100)
+    assert tracker.wanted([a, b], 0.0, 0.2) == [True, True]  # nobody is tracked yet
+    tracker.update([a, b], [attrs(), None], 0.0)  # b detected but not analysed
+    # a was analysed at 0.0: not again before 0.2 s; b never was; c is new
+    c = face(250, 300)
+    assert tracker.wanted([a, b, c], 0.1, 0.2) == [False, True, True]
+    assert tracker.wanted([a, b, c], 0.2, 0.2) == [True, True, True]
+    assert tracker.wanted([a, b, c], 0.1, 0.0) == [True, True, True]  # 0: every face
+    assert tracker.wanted([], 0.1, 0.2) == []
+
+
+def test_wanted_pairs_as_update_does_and_changes_nothing():
+    rng = np.random.default_rng(5)
+    tracker, twin = Tracker(), Tracker()
+    for i in range(60):
+        t = i / 30
+        dets = [face(100 + 3 * i + rng.uniform(-2, 2), 120), face(400 - 2 * i, 200, size=60)]
+        dets = dets[: 1 + (i % 7 != 3)]  # the second face missed now and then
+        want = tracker.wanted(dets, t, 0.1)
+        analysed = [attrs(age=20 + i) if w else None for w in want]
+        seen = tracker.update(dets, analysed, t)
+        same = twin.update(dets, analysed, t)
+        assert [tr.track_id for tr in seen] == [tr.track_id for tr in same]
+        for tr in seen:  # every face seen now was analysed less than 0.1 s ago
+            assert tr.last_analyzed is not None and t - tr.last_analyzed < 0.1 + 1e-9
+    a, b = tracker.flush(), twin.flush()
+    assert [(s.track_id, s.n_analyzed, s.age) for s in a] == [(s.track_id, s.n_analyzed, s.age)
+                                                            for s in b]
+    assert 0 < a[0].n_analyzed < a[0].n_frames  # fewer analyses than sightings, but some
+
+
+def test_wanted_does_not_pair_with_a_track_that_has_expired():
+    tracker = Tracker(max_missed_s=0.5)
+    tracker.update([face(100, 100)], [attrs()], 0.0)
+    assert tracker.wanted([face(100, 100)], 0.4, 1.0) == [False]
+    assert tracker.wanted([face(100, 100)], 0.6, 1.0) == [True]  # that visitor has left

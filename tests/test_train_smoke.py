@@ -43,7 +43,7 @@ def trained(tmp_path_factory):
     out = root / "ckpt"
     assert main(["--data", str(cache), "--out", str(out), "--epochs", "1", "--batch", "16",
                  "--width", "0.25", "--threads", "1", "--orig-vote", "1", "--emotion-tau", "1",
-                 "--eye-jitter", "0.03"]) == 0
+                 "--eye-jitter", "0.03", "--keep-epochs"]) == 0
     return cache, out
 
 
@@ -51,6 +51,7 @@ def trained(tmp_path_factory):
 def test_one_epoch_writes_checkpoints_and_report(trained):
     _, out = trained
     assert (out / "last.keras").is_file() and (out / "best.keras").is_file()
+    assert (out / "epoch1.keras").is_file()  # --keep-epochs
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 1 and state["best_epoch"] == 1
     line = json.loads((out / "history.jsonl").read_text().splitlines()[-1])
@@ -247,3 +248,41 @@ def test_init_with_a_new_branch_keeps_the_trained_layers(trained, tmp_path, caps
                  "--hires", "4"]) == 0
     assert "new layers: hires_conv, hires_bn, hires_down, hires_down_bn" in capsys.readouterr().out
     assert json.loads((new / "state.json").read_text())["epoch"] == 1
+
+
+def test_average_weights_is_the_elementwise_mean_and_refuses_other_shapes():
+    from tools.average_checkpoints import average_weights
+
+    a = [np.array([[1.0, 2.0]], np.float32), np.array([0.0], np.float32)]
+    b = [np.array([[3.0, 6.0]], np.float32), np.array([1.0], np.float32)]
+    got = average_weights([a, b])
+    np.testing.assert_array_equal(got[0], [[2.0, 4.0]])
+    assert got[0].dtype == np.float32 and got[1].tolist() == [0.5]
+    with pytest.raises(ValueError, match="different architectures"):
+        average_weights([a, [b[0]]])
+    with pytest.raises(ValueError, match="no checkpoints"):
+        average_weights([])
+
+
+@pytest.mark.slow
+def test_averaged_checkpoints_are_a_validated_model(trained, tmp_path, capsys):
+    import keras
+
+    from tools.average_checkpoints import main
+
+    cache, out = trained
+    avg, report = tmp_path / "avg.keras", tmp_path / "avg.json"
+    assert main([str(out / "epoch1.keras"), str(out / "best.keras"), "--data", str(cache),
+                 "--out", str(avg), "--threads", "1", "--json", str(report)]) == 0
+    line = json.loads(report.read_text())
+    assert np.isfinite(line["utk_age_mae"]) and np.isfinite(line["mirror_fer_emotion_acc_ferplus"])
+    # one checkpoint averaged with itself: the same weights (batch-norm statistics re-measured)
+    model, ref = keras.models.load_model(avg, compile=False), keras.models.load_model(
+        out / "best.keras", compile=False)
+    for layer in ref.layers:
+        if not isinstance(layer, keras.layers.BatchNormalization):
+            for w, r in zip(model.get_layer(layer.name).get_weights(), layer.get_weights()):
+                np.testing.assert_allclose(w, r, rtol=1e-6, atol=1e-7)
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing.keras"), "--data", str(cache), "--out", str(avg)])
+    assert "no such checkpoint" in capsys.readouterr().err

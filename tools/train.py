@@ -180,6 +180,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="augment with each eye keypoint moved by Gaussian noise of SIGMA per "
                          "axis, as a fraction of the eye distance (tools.keypoint_noise measures "
                          "the appliance's; 0: off)")
+    ap.add_argument("--keep-epochs", action="store_true",
+                    help="also keep every epoch's weights as OUT/epochN.keras (for "
+                         "tools.average_checkpoints)")
     ap.add_argument("--bn-momentum", type=float, default=0.9)
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
@@ -310,6 +313,8 @@ def main(argv=None) -> int:
         metrics["loss"] = float(hist.history["loss"][-1])
         score = selection_score(metrics)
         model.save(args.out / "last.keras")
+        if args.keep_epochs:
+            model.save(args.out / f"epoch{epoch + 1}.keras")
         if score > state["best_score"]:
             state.update(best_score=score, best_epoch=epoch + 1)
             model.save(args.out / "best.keras")
