@@ -75,6 +75,7 @@ class Provisioner:
         self._on_step = on_step
         self._unsent: list[tuple[str, dict]] = []
         self._watch: dict | None = None
+        self._switching = False  # from the swap of pipelines until the trial has started
         self._sha: str | None = None  # of the bundle being handled
         self._lock = threading.RLock()
         self.models_dir: Path | None = None
@@ -243,11 +244,16 @@ class Provisioner:
             return result(version, "installed", "on trial at the next boot", slot=slot)
         self._step("switched")
         self._progress(version, "switched")
+        self._switching = True  # the new pipeline may take frames before the watch starts
         try:
-            self._reload(folder)
-        except Exception as exc:  # whatever the pipeline raises, the old models come back
-            return self._rollback(version, slot, previous, f"new models failed to load: {exc}")
-        self._start_watch(version, slot, previous)
+            try:
+                self._reload(folder)
+            except Exception as exc:  # whatever the pipeline raises, the old models come back
+                return self._rollback(version, slot, previous,
+                                      f"new models failed to load: {exc}")
+            self._start_watch(version, slot, previous)
+        finally:
+            self._switching = False
         return {"bundle_version": version, "outcome": "pending", "reason": "on trial"}
 
     def _journal(self, step: str, **entry) -> None:
@@ -269,6 +275,16 @@ class Provisioner:
     @property
     def on_trial(self) -> bool:
         return self._watch is not None
+
+    @property
+    def switching(self) -> bool:
+        """True while new models are being put in place, before their trial starts.
+
+        A frame that fails then may have met the new pipeline: report it with ``frame_done``,
+        which waits until the switch is done and charges the error to the trial. Read this
+        before ``on_trial`` (the switch ends with the trial started).
+        """
+        return self._switching
 
     def frame_done(self, error: BaseException | str | None = None) -> None:
         """Report one processed frame (``error``: what the pipeline raised on it)."""

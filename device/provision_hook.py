@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 class WatchedPipeline:
     """The app's pipeline, replaceable in place, reporting each frame to the provisioner.
 
-    While new models are on trial an exception from them is reported (and leads to a rollback)
+    While new models are on trial (or being switched in: the new pipeline can take a frame
+    just before the trial starts) an exception from them is reported (and leads to a rollback)
     instead of stopping the appliance; outside a trial exceptions pass through as before.
     """
 
@@ -41,7 +42,7 @@ class WatchedPipeline:
         try:
             out = inner.process(frame, tracker=tracker)
         except Exception as exc:
-            if not prov.on_trial:
+            if not (prov.switching or prov.on_trial):  # this order: a switch ends on trial
                 raise
             log.error("pipeline failed on models on trial: %s", exc)
             prov.frame_done(exc)

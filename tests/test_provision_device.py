@@ -122,6 +122,53 @@ def test_reload_failure_rolls_back(rig, bundles):
     assert rig.model_version == "1.0.0"
 
 
+def test_a_frame_failing_on_the_new_models_before_their_trial_starts_rolls_back(rig, bundles):
+    """The appliance swaps the pipeline first and starts the trial after; a frame can meet the
+    new models in between. Its failure must lead to a rollback, not stop the appliance."""
+    import threading
+
+    from device.provision_hook import WatchedPipeline
+
+    class Pipeline:
+        def __init__(self, error=None):
+            self.error = error
+
+        def process(self, frame, tracker=None):
+            if self.error:
+                raise RuntimeError(self.error)
+            return []
+
+    watched = WatchedPipeline(Pipeline(), rig)
+    frames = []  # what each frame gave: its faces, or the exception that escaped
+
+    def one_frame():
+        try:
+            frames.append(watched.process(object()))
+        except Exception as exc:  # the appliance would stop here
+            frames.append(exc)
+
+    def reload(folder):
+        rig.reloads.append(folder)
+        if folder.name != "b":  # the rollback
+            watched.inner = Pipeline()
+            return
+        watched.inner = Pipeline("new models broken")
+        frame = threading.Thread(target=one_frame)
+        frame.start()  # the vision loop, between the swap and the start of the trial
+        frame.join(0.3)
+        assert frame.is_alive()  # its failure waits until the switch is done
+        frame_threads.append(frame)
+
+    frame_threads = []
+    rig.reload = reload
+    assert rig.handle(bundles["v2"])["outcome"] == "pending"
+    frame_threads[0].join(10)
+    assert frames == [[]]  # reported, not raised
+    (out,) = results(rig)
+    assert out["outcome"] == "rolled_back" and "new models broken" in out["reason"]
+    assert rig.model_version == "1.0.0" and not rig.switching and not rig.on_trial
+
+
 def test_no_frames_at_all_rolls_back(rig, bundles):
     rig.handle(bundles["v2"])
     rig.clock_.t += 1000

@@ -74,18 +74,21 @@ def models_folder(detector: Path, into: Path) -> Path:
 
 
 def count_clip(models: Path, clip: Path) -> dict:
-    """People counted on ``clip`` by the whole vision path, tracking and one window."""
+    """People counted on ``clip`` by the whole vision path, tracking and one window (each
+    tracked face analysed again after the default ``[models] reanalyze_s``, as the appliance
+    does)."""
     from device.aggregate import WindowAggregator
+    from device.config import REANALYZE_S
     from device.pipeline import VisionPipeline
     from device.sources import open_source
     from device.tracking import Tracker
 
-    pipeline, tracker = VisionPipeline(models), Tracker()
+    pipeline, tracker = VisionPipeline(models, reanalyze_s=REANALYZE_S), Tracker()
     window = WindowAggregator(k_anonymity=3)
     summaries, t_end = [], 0.0
     with open_source(str(clip)) as src:
         for frame in src:
-            faces = pipeline.process(frame)
+            faces = pipeline.process(frame, tracker=tracker)
             tracker.update([d for d, _ in faces], [a for _, a in faces], frame.timestamp)
             summaries += tracker.pop_finished(frame.timestamp)
             t_end = frame.timestamp
