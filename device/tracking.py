@@ -240,6 +240,7 @@ def pair_costs(refs: np.ndarray, boxes: np.ndarray, iou_threshold: float, max_di
     size_b = np.maximum(1.0, np.sqrt(np.maximum(0.0, area_b)))
     dist = np.hypot((b[..., 0] + b[..., 2] - r[..., 0] - r[..., 2]) / 2.0,
                     (b[..., 1] + b[..., 3] - r[..., 1] - r[..., 3]) / 2.0) / size_r
+
     def per_ref(value):  # a number, or one per reference (a column against the detections)
         value = np.asarray(value, dtype=np.float64)
         return value[:, None] if value.ndim else value
@@ -307,9 +308,8 @@ class Tracker:
 
         A detection that will start a new track is wanted, and so is one that will continue a
         track never analyzed or last analyzed ``interval_s`` (less ``DUE_SLACK_S``) or more
-        before ``timestamp``. The
-        pairing is the one :meth:`update` makes with the same detections and timestamp; nothing
-        is changed. ``interval_s`` 0 wants every detection.
+        before ``timestamp``. The pairing is the one :meth:`update` makes with the same
+        detections and timestamp; nothing is changed. ``interval_s`` 0 wants every detection.
         """
         detections = list(detections)
         if interval_s <= 0:
