@@ -272,6 +272,7 @@ class Tracker:
         self.max_missed_s, self.min_hits = max_missed_s, min_hits
         self.attention_yaw, self._groups = attention_yaw, parse_age_groups(age_groups)
         self._tracks, self._finished = [], []  # list[Track], list[TrackSummary]
+        self._planned = None  # ``wanted``'s pairing, for ``update`` on the same frame
         self._next_id, self._now = 1, float("-inf")
 
     def update(self, detections, attributes=None, timestamp: float = 0.0) -> list[Track]:
@@ -291,7 +292,7 @@ class Tracker:
             raise ValueError(f"{len(attributes)} attributes for {len(detections)} detections")
         t = float(timestamp)
         self._expire(t)
-        pairs = greedy_assign(self._cost(detections, t))
+        pairs = self._pairs(detections, t, self._tracks)
         for ti, di in pairs:
             self._tracks[ti]._observe(detections[di], attributes[di], t)
         new = sorted(set(range(len(detections))) - {di for _, di in pairs})
@@ -318,10 +319,23 @@ class Tracker:
         now = max(self._now, t)
         alive = [tr for tr in self._tracks if now - tr.last_seen <= self.max_missed_s]
         out = [True] * len(detections)
-        for ti, di in greedy_assign(self._cost(detections, t, alive)):
+        for ti, di in self._pairs(detections, t, alive, plan=True):
             last = alive[ti].last_analyzed
             out[di] = last is None or t - last >= interval_s - DUE_SLACK_S
         return out
+
+    def _pairs(self, detections, t: float, tracks, plan: bool = False) -> list[tuple[int, int]]:
+        """(track index, detection index) pairs, cheapest first. ``plan``: keep them for the
+        next call on the same detections, time and tracks (``wanted`` then ``update`` on one
+        frame pair once)."""
+        key = (t, tuple(map(id, detections)), tuple(map(id, tracks)))
+        planned, self._planned = self._planned, None
+        if planned is not None and planned[0] == key:
+            return planned[1]
+        pairs = greedy_assign(self._cost(detections, t, tracks))
+        if plan:
+            self._planned = (key, pairs)
+        return pairs
 
     def _cost(self, detections, t: float, tracks=None) -> np.ndarray:
         """Tracks x detections: the cheaper of the pair costs against each track's predicted box
