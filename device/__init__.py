@@ -1,3 +1,3 @@
 """audience-kiosk: the on-device part of the appliance (camera to anonymous aggregates)."""
 
-__version__ = "0.4.0"
+__version__ = "0.5.0"

@@ -23,7 +23,8 @@ Output of ``close`` and ``current`` (counts are over visitors unless said otherw
 
 With fewer than ``k_anonymity`` visitors the window is ``suppressed``: the three breakdowns
 (gender, age_groups, emotions) are left out, the plain counts stay. A gender the track did not
-tell (a child younger than the model's ``min_age``, see ``device.tracking``), a gender below
+tell (a child younger than the model's ``min_age``, or a face the model was unsure of on most
+frames, see ``device.tracking``), a gender below
 ``min_gender_prob``, a dominant emotion below ``min_emotion_prob`` and a visitor never analyzed
 count as "unknown".
 """

@@ -29,8 +29,8 @@ def damage(source) -> str:
 
 
 def format_row(rec: dict) -> str:
-    """One table row; a gender not told (a face younger than the model's min_age) reads
-    "?" with "-" for its probability."""
+    """One table row; a gender not told (a face younger than the model's min_age, or one the
+    model is unsure of) reads "?" with "-" for its probability."""
     box = "{:.0f},{:.0f},{:.0f},{:.0f}".format(*rec["box"])
     if "age" in rec:
         told = rec.get("gender_prob") is not None

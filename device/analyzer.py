@@ -11,6 +11,7 @@ from device.manifest import (
     DEFAULT_AGE_GROUPS,
     age_group,
     gender_min_age,
+    gender_min_prob,
     load_manifest,
     model_path,
     parse_age_groups,
@@ -74,10 +75,14 @@ class Analyzer:
         gender_min_age: the manifest's ``heads.gender.min_age`` (0.0 when absent): a face whose
             estimated age is below it gets gender "unknown". Set it to 0.0 to read the model's
             own answer for every face (tools that measure the model do).
+        gender_min_prob: the manifest's ``heads.gender.min_prob`` (0.5 when absent): a face
+            whose likelier gender has a lower probability gets gender "unknown" (the model
+            cannot tell). Set it to 0.5, with ``gender_min_age`` 0.0, to read every answer.
     Raises:
         NoAttributeModel: the manifest lists no analyzer; nothing is invented in its place.
         ModelError: the entry's ``test_time`` is not one this runtime knows, or its
-            ``heads.gender.min_age`` is not a number of years >= 0.
+            ``heads.gender.min_age`` is not a number of years >= 0, or its
+            ``heads.gender.min_prob`` not a probability in [0.5, 1).
     """
 
     def __init__(self, models_dir: Path, threads: int | None = 1, age_groups=None,
@@ -106,6 +111,7 @@ class Analyzer:
         self.input_scale = float(spec.get("scale", 255.0))
         self.heads = entry["heads"]
         self.gender_min_age = gender_min_age(entry)
+        self.gender_min_prob = gender_min_prob(entry)
         self.groups = parse_age_groups(age_groups or entry.get("age_groups") or DEFAULT_AGE_GROUPS)
         self.gender_labels = tuple(self.heads["gender"].get("labels", GENDERS))
         self.emotion_labels = tuple(self.heads["emotion"].get("labels", EMOTIONS))
@@ -165,8 +171,11 @@ class Analyzer:
         return out
 
     def _gender(self, age: float, probs: np.ndarray) -> tuple[str, float | None]:
-        """(label, its probability), or ("unknown", None) below ``gender_min_age``."""
+        """(label, its probability), or ("unknown", None) below ``gender_min_age`` or when the
+        likelier label's probability is below ``gender_min_prob``."""
         if age < self.gender_min_age:
             return UNKNOWN, None
         gi = int(np.argmax(probs))
+        if float(probs[gi]) < self.gender_min_prob:
+            return UNKNOWN, None
         return self.gender_labels[gi], float(probs[gi])

@@ -12,8 +12,10 @@ Format (keys not listed are allowed and kept)::
           "age": {"output": "age", "kind": "regression"}            # years
                  | {"output": "age", "kind": "distribution", "bins": [0, 1, ..., 100]},
           "gender": {"output": "gender", "labels": ["male", "female"],
-                     "min_age": 3.0},  # optional: below this estimated age (years) gender is
+                     "min_age": 15.0,  # optional: below this estimated age (years) gender is
                                        # not told ("unknown"); absent or 0: always told
+                     "min_prob": 0.7},  # optional: nor when the likelier gender's probability
+                                        # is below this; absent or 0.5: told whatever it is
           "emotion": {"output": "emotion", "labels": ["angry", ..., "neutral"]}
         },
         "age_groups": ["0-2", "3-7", "8-14", "15-24", "25-37", "38-47", "48-59", "60+"],
@@ -73,15 +75,21 @@ def model_path(models_dir: Path, entry: dict, verify: bool = True) -> Path:
     return path
 
 
+def _gender_head(entry: dict) -> dict:
+    """The analyzer entry's ``heads.gender`` object ({} when absent)."""
+    head = entry.get("heads", {}).get("gender", {})
+    if not isinstance(head, dict):
+        raise ModelError(f"manifest analyzer.heads.gender must be an object, got {head!r}")
+    return head
+
+
 def gender_min_age(entry: dict) -> float:
     """The analyzer entry's ``heads.gender.min_age``: years below which gender is not told.
 
     Absent is 0.0: gender is always told. Raises ModelError naming the key when the value is
     not a finite number of years >= 0 (null, a bool, a string or a negative age are refused).
     """
-    head = entry.get("heads", {}).get("gender", {})
-    if not isinstance(head, dict):
-        raise ModelError(f"manifest analyzer.heads.gender must be an object, got {head!r}")
+    head = _gender_head(entry)
     if "min_age" not in head:
         return 0.0
     value = head["min_age"]
@@ -89,6 +97,25 @@ def gender_min_age(entry: dict) -> float:
             or value < 0:
         raise ModelError(f"manifest analyzer.heads.gender.min_age must be a number of years "
                          f">= 0, got {value!r}")
+    return float(value)
+
+
+def gender_min_prob(entry: dict) -> float:
+    """The analyzer entry's ``heads.gender.min_prob``: the probability the likelier gender needs
+    for a face's gender to be told.
+
+    Absent is 0.5: the likelier gender is always told. Raises ModelError naming the key when the
+    value is not a finite number in [0.5, 1) (null, a bool, a string, a probability below a coin
+    toss or one no answer can reach are refused).
+    """
+    head = _gender_head(entry)
+    if "min_prob" not in head:
+        return 0.5
+    value = head["min_prob"]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or not 0.5 <= value < 1:
+        raise ModelError(f"manifest analyzer.heads.gender.min_prob must be a probability in "
+                         f"[0.5, 1), got {value!r}")
     return float(value)
 
 

@@ -6,9 +6,10 @@ keeps tracks through short misses and hands out a ``TrackSummary`` when one ends
 
 A visitor's gender comes from the whole track: P(female) is averaged over the analyzed frames
 whose gender was told, and the track's gender is "unknown" unless most of its analyzed frames told
-it. The analyzer leaves gender untold on faces that look younger than the model's ``min_age``, so
-this is the same as "unknown when the median of the frames' estimated ages is below ``min_age``"
-(and when no frame told it), without the tracker having to know the model.
+it. The analyzer leaves gender untold on faces that look younger than the model's ``min_age`` and
+on faces whose likelier gender is less probable than the model's ``min_prob``, so a visitor who
+looks like a child, or whom the model is unsure of on most frames, stays "unknown", without the
+tracker having to know the model.
 
 Privacy: a track holds only its box, a velocity, running sums and a fixed-size age histogram; no
 image, crop, embedding or identity. All of it is dropped once the track's summary is handed out.

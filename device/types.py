@@ -16,7 +16,7 @@ KEYPOINT_NAMES = ("right_eye", "left_eye", "nose_tip", "mouth_center", "right_ea
 
 EMOTIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 GENDERS = ("male", "female")
-UNKNOWN = "unknown"  # a gender not told: the face looks younger than the model's min_age
+UNKNOWN = "unknown"  # a gender not told: under the model's min_age, or below its min_prob
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ class FaceAttributes:
     """What the multi-head model says about one aligned face.
 
     ``gender`` is "unknown" (and ``gender_prob`` None) when the face's estimated age is below the
-    model's ``min_age`` (``device.manifest.gender_min_age``): the model cannot tell small
-    children's gender, so it does not guess.
+    model's ``min_age`` (``device.manifest.gender_min_age``), or when the likelier gender's
+    probability is below the model's ``min_prob`` (``device.manifest.gender_min_prob``): where
+    the model cannot tell (small children, faces it is unsure of), it does not guess.
     """
 
     age: float  # years

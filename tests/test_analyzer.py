@@ -212,18 +212,20 @@ def test_the_shipped_models_fit_the_budget_and_load_as_the_manifest_says():
 
 # --- gender only where it can be told: heads.gender.min_age -----------------------------------
 
-def _shipped_with_min_age(dest, min_age):
-    """A models folder whose manifest is the shipped one with ``heads.gender.min_age`` set (the
-    value as given, ``...``: the key left out); the entries point at the shipped files."""
+def _shipped_with_min_age(dest, min_age, min_prob=...):
+    """A models folder whose manifest is the shipped one with ``heads.gender.min_age`` and
+    ``min_prob`` set (the values as given, ``...``: the key left out); the entries point at the
+    shipped files."""
     from device.models import MODELS_DIR
 
     manifest = json.loads((MODELS_DIR / "manifest.json").read_text())
     for role in ("detector", "analyzer"):
         manifest[role]["file"] = str((MODELS_DIR / manifest[role]["file"]).resolve())
     gender = manifest["analyzer"]["heads"]["gender"]
-    gender.pop("min_age", None)
-    if min_age is not ...:
-        gender["min_age"] = min_age
+    for key, value in (("min_age", min_age), ("min_prob", min_prob)):
+        gender.pop(key, None)
+        if value is not ...:
+            gender[key] = value
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
@@ -299,5 +301,48 @@ def test_min_age_may_be_switched_off_to_read_the_model_itself(tmp_path):
     analyzer = Analyzer(_shipped_with_min_age(tmp_path / "m", 110.0))
     face = np.full((64, 64), 128, np.uint8)
     assert analyzer.analyze([face])[0].gender == "unknown"
-    analyzer.gender_min_age = 0.0
+    analyzer.gender_min_age, analyzer.gender_min_prob = 0.0, 0.5
     assert analyzer.analyze([face])[0].gender in ("male", "female")
+
+
+# --- nor where the model is unsure: heads.gender.min_prob -------------------------------------
+
+def test_min_prob_is_read_from_the_gender_head():
+    from device.manifest import gender_min_prob
+
+    assert gender_min_prob({"heads": {"gender": {"output": "gender"}}}) == 0.5  # absent: told
+    assert gender_min_prob({"heads": {"gender": {"min_prob": 0.5}}}) == 0.5
+    assert gender_min_prob({"heads": {"gender": {"min_prob": 0.7}}}) == 0.7
+    assert isinstance(gender_min_prob({"heads": {"gender": {"min_prob": 0.7}}}), float)
+
+
+@pytest.mark.parametrize("bad", [0.49, 0, 1, 1.0, 1.5, -0.7, "0.7", True, None, [0.7],
+                                 float("inf"), float("nan")])
+def test_a_bad_min_prob_is_refused_naming_the_key(bad):
+    from device.manifest import gender_min_prob
+
+    with pytest.raises(ModelError, match=r"analyzer\.heads\.gender\.min_prob"):
+        gender_min_prob({"heads": {"gender": {"output": "gender", "min_prob": bad}}})
+
+
+def test_the_shipped_model_does_not_tell_gender_it_is_unsure_of(tmp_path):
+    """The self-test portrait: told while its likelier gender's probability reaches min_prob,
+    "unknown" with no probability once min_prob is above it; nothing else changes."""
+    import cv2
+
+    from device.models import MODELS_DIR
+
+    spec = json.loads((MODELS_DIR / "selftest" / "selftest.json").read_text())
+    image = cv2.imread(str(MODELS_DIR / "selftest" / spec["image"]))
+    ((_, told),) = VisionPipeline(_shipped_with_min_age(tmp_path / "none", 0, ...)).process(image)
+    assert told.gender in ("male", "female") and 0.5 <= told.gender_prob < 0.999
+    answers = {}
+    for name, floor in (("at", told.gender_prob), ("above", told.gender_prob + 0.0005)):
+        pipeline = VisionPipeline(_shipped_with_min_age(tmp_path / name, 0, floor))
+        ((_, answers[name]),) = pipeline.process(image)
+    assert answers["at"] == told
+    untold = answers["above"]
+    assert untold.gender == "unknown" and untold.gender_prob is None
+    assert (untold.age, untold.age_group, untold.emotions) == (told.age, told.age_group,
+                                                               told.emotions)
+

@@ -76,6 +76,25 @@ def test_gender_min_age_is_where_told_children_become_reliable():
     assert conv.choose_min_age(est, truth, 1 - truth) == conv.CHILD_AGE  # never right
 
 
+def test_confidence_bands_give_the_accuracy_of_each_band():
+    conf = np.array([0.5, 0.52, 0.56, 0.71, 0.74, 0.99, 1.0])
+    right = np.array([True, False, False, True, True, True, True])
+    bands = conv.confidence_bands(conf, right)
+    assert len(bands) == 10 and bands[0] == {"from": 0.5, "to": 0.55, "n": 2, "acc": 0.5}
+    assert bands[1] == {"from": 0.55, "to": 0.6, "n": 1, "acc": 0.0}
+    assert bands[2]["n"] == 0 and bands[2]["acc"] is None
+    assert bands[4] == {"from": 0.7, "to": 0.75, "n": 2, "acc": 1.0}
+    assert bands[-1] == {"from": 0.95, "to": 1.0, "n": 2, "acc": 1.0}  # 1.0 is in the last band
+    assert sum(b["n"] for b in bands) == len(conf)
+
+
+@pytest.mark.parametrize("bad", ["0.3", "1", "nan"])
+def test_a_bad_gender_min_prob_is_refused_before_converting(tmp_path, keras_model, capsys, bad):
+    assert conv.run(_args(tmp_path, *keras_model, **{"gender-min-prob": bad})) == 2
+    assert "--gender-min-prob" in capsys.readouterr().out
+    assert not (tmp_path / "multihead_int8.tflite").exists()
+
+
 def test_fairness_gate_names_the_worst_group():
     m = {"utk_gender_acc_white": 0.95, "utk_gender_acc_other": 0.90,
          "utk_gender_acc_worst_race": 0.90}
@@ -172,6 +191,11 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
     report = json.loads((tmp_path / "conv.json").read_text())
     assert report["age_head"] == "age" and "utk_gender_acc" in report["int8"]
     assert manifest["analyzer"]["heads"]["gender"]["min_age"] == report["gender_min_age"]
+    assert manifest["analyzer"]["heads"]["gender"]["min_prob"] == report["gender_min_prob"] \
+        == conv.GENDER_MIN_PROB
+    bands = report["gender_confidence_bands"]
+    assert [b["from"] for b in bands] == pytest.approx([0.5 + 0.05 * k for k in range(10)])
+    assert sum(b["n"] for b in bands) > 0
     assert "fer_emotion_recall_ferplus_disgust" in report["int8"]
     assert set(report["emotion_candidates_float"]) == {"emotion", "emotion_orig", "emotion_mix"}
     # measured with mirror averaging, and the manifest tells the appliance to run it that way

@@ -82,7 +82,8 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
                         "ci95", "reference_emotion"}
     assert res["analyzer"] == {"file": "tiny_multihead_int8.tflite", "models_version": "test-1",
                                "flip": False, "test_time": "none",  # the tiny one has none
-                               "gender_min_age": 0.0}  # nor a min_age: every gender is told
+                               "gender_min_age": 0.0,  # nor a min_age or a min_prob:
+                               "gender_min_prob": 0.5}  # every gender is told
     assert set(res["utkface"]) == {"n", "no_face", "age_mae", "gender_acc", "gender_coverage",
                                    "age_group_acc", "by_race", "by_gender", "by_age_group"}
     assert res["utkface"]["gender_coverage"] == 1.0
@@ -115,7 +116,7 @@ def test_evaluate_writes_exact_json_keys_and_report(fixtures):
     assert "Reference emotion model, same faces" in report and "McNemar" in report
     assert "model (95 % CI)" in report
     assert "gender coverage (share told)" in report and "| gender coverage |" in report
-    assert "none set: every face is told" in report
+    assert "at any age, whatever the likelier gender's probability" in report
     pngs = sorted(p.name for p in out.glob("*.png"))  # matplotlib is in the test environment
     assert "plots skipped" not in report
     assert "eval_confusion_fer2013.png" in pngs and "eval_age_utkface.png" in pngs
@@ -157,14 +158,19 @@ def test_aaf_val_slice_is_the_slice_training_kept_out(fixtures, tmp_path, capsys
     assert "train.txt" in capsys.readouterr().err
 
 
-def _with_min_age(models, dest, min_age):
+def _with_gender(models, dest, **limits):
+    """A copy of ``models``' manifest in ``dest`` whose gender head has ``limits`` set."""
     manifest = json.loads((models / "manifest.json").read_text())
     for role in ("detector", "analyzer"):
         manifest[role]["file"] = str((models / manifest[role]["file"]).resolve())
-    manifest["analyzer"]["heads"]["gender"]["min_age"] = min_age
+    manifest["analyzer"]["heads"]["gender"].update(limits)
     dest.mkdir(parents=True, exist_ok=True)
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
+
+
+def _with_min_age(models, dest, min_age):
+    return _with_gender(models, dest, min_age=min_age)
 
 
 def test_genders_not_told_are_predicted_as_minus_one(fixtures, tmp_path):
@@ -244,6 +250,26 @@ def test_the_baseline_is_scored_on_the_same_faces_as_the_model():
     assert baseline_gender(base, ["a"], np.array([1]), np.array([-1])) == {"gender_acc": None}
 
 
+def test_faces_the_model_is_unsure_of_are_predicted_as_minus_one(fixtures, tmp_path):
+    from tools.evaluation.device_path import UNTOLD, DevicePath
+
+    _, models, _ = fixtures
+    crops = [np.zeros((64, 64), np.uint8), np.full((64, 64), 200, np.uint8)]
+    told = DevicePath(models).predict(crops).gender.tolist()
+    assert set(told) <= {0, 1}
+    probs = sorted(a.gender_prob for a in DevicePath(models).analyzer.analyze(crops))
+    # a floor above the surer face's probability leaves both untold, one at the less sure
+    # face's leaves both told, one between them only the less sure face untold
+    above = DevicePath(_with_gender(models, tmp_path / "above", min_prob=min(
+        probs[1] + 1e-4, 0.9999))).predict(crops).gender.tolist()
+    at = DevicePath(_with_gender(models, tmp_path / "at", min_prob=probs[0])).predict(crops)
+    assert above == [UNTOLD, UNTOLD] and at.gender.tolist() == told
+    if probs[1] - probs[0] > 1e-3:
+        between = DevicePath(_with_gender(models, tmp_path / "between", min_prob=(
+            probs[0] + probs[1]) / 2)).predict(crops).gender.tolist()
+        assert between.count(UNTOLD) == 1 and set(between) - {UNTOLD} <= set(told)
+
+
 def test_the_converter_can_write_the_gender_min_age(tmp_path):
     from device.analyzer import Analyzer
     from device.errors import ModelError
@@ -263,6 +289,33 @@ def test_the_converter_can_write_the_gender_min_age(tmp_path):
     for bad in (-1, "4"):
         with pytest.raises(ModelError, match=r"heads\.gender\.min_age"):
             analyzer_entry(model, models, gender_min_age=bad)
+
+
+def test_the_converter_can_write_the_gender_min_prob(tmp_path):
+    from device.analyzer import Analyzer
+    from device.errors import ModelError
+    from tests.tiny_models import make_models_dir
+    from tools.evaluation.manifest import analyzer_entry
+
+    models = make_models_dir(tmp_path / "models")
+    model = models / "tiny_multihead_int8.tflite"
+    assert "min_prob" not in analyzer_entry(model, models)["heads"]["gender"]
+    assert Analyzer(models).gender_min_prob == 0.5  # absent: the likelier gender is told
+    entry = analyzer_entry(model, models, gender_min_age=15, gender_min_prob=0.7)
+    assert entry["heads"]["gender"] == {"output": "gender", "labels": ["male", "female"],
+                                        "min_age": 15.0, "min_prob": 0.7}
+    manifest = json.loads((models / "manifest.json").read_text())
+    manifest["analyzer"] = entry
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    assert Analyzer(models).gender_min_prob == 0.7
+    for bad in (0.4, 1.0, 1, True, "0.7", None, float("nan")):
+        if bad is not None:  # None leaves the key out
+            with pytest.raises(ModelError, match=r"heads\.gender\.min_prob"):
+                analyzer_entry(model, models, gender_min_prob=bad)
+        manifest["analyzer"]["heads"]["gender"]["min_prob"] = bad
+        (models / "manifest.json").write_text(json.dumps(manifest))
+        with pytest.raises(ModelError, match=r"heads\.gender\.min_prob"):
+            Analyzer(models)
 
 
 def test_ck_argmax_ignores_neutral():

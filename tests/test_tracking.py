@@ -266,6 +266,16 @@ def test_p_female_is_averaged_over_the_frames_that_told_it_only():
     assert s.gender == "male" and s.gender_prob == pytest.approx(1 - 0.2)
 
 
+def test_a_visitor_the_model_is_unsure_of_on_most_frames_is_unknown():
+    # frames below the model's min_prob are untold like a child's (Analyzer._gender): one
+    # sure frame in three does not make the visitor a woman
+    unsure = attrs(age=30, gender="unknown", p=None)
+    s = summary_of([seen(30, p_female=0.9), unsure, unsure])
+    assert s.gender == "unknown" and s.gender_prob is None and s.age_group == "25-37"
+    s = summary_of([seen(30, p_female=0.9), unsure, seen(31, p_female=0.8)])
+    assert s.gender == "female" and s.gender_prob == pytest.approx(0.85)
+
+
 def test_a_track_whose_frames_never_told_gender_is_unknown():
     s = summary_of([seen(0.5), seen(2.0), seen(1.5)])
     assert s.gender == "unknown" and s.gender_prob is None and s.age == pytest.approx(1.5)

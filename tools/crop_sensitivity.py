@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no attribute model installed", file=sys.stderr)
         return 2
     pipeline.analyzer.gender_min_age = 0.0  # the model's own P(female), children's faces too
+    pipeline.analyzer.gender_min_prob = 0.5  # and faces it is unsure of
     print(f"eyes moved by Gaussian noise of {args.sigma:g} px, {args.draws} draws per face")
     print(f"{'picture':<28} {'eyes px':>7} {'age sd':>7} {'range':>6} {'P(f) sd':>8} {'range':>6}")
     for path in args.pictures:

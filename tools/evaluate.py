@@ -13,8 +13,9 @@ folder ``tools.locations`` documents: ``~/.cache/audience-kiosk/``) and reports 
 model.
 
 The appliance does not tell the gender of faces that look younger than the model's ``min_age``
-(``heads.gender.min_age`` in its manifest): ``gender_acc`` is the accuracy over the faces whose
-gender was told and ``gender_coverage`` their share, overall and in every breakdown.
+(``heads.gender.min_age`` in its manifest), nor of faces whose likelier gender is less probable
+than its ``min_prob`` (``heads.gender.min_prob``): ``gender_acc`` is the accuracy over the faces
+whose gender was told and ``gender_coverage`` their share, overall and in every breakdown.
 
 Every headline number also gets a 95 % confidence interval (``ci95`` in the JSON). With
 ``--reference-emotion PATH`` another Keras emotion classifier (for example ``fer``'s
@@ -150,7 +151,8 @@ def run(args) -> tuple[dict, dict]:
                                                          args.reference_flip)
     metrics["analyzer"] = {"file": path.analyzer.name, "models_version": path.analyzer.version,
                            "flip": path.analyzer.flip, "test_time": path.analyzer.test_time,
-                           "gender_min_age": path.analyzer.gender_min_age}
+                           "gender_min_age": path.analyzer.gender_min_age,
+                           "gender_min_prob": path.analyzer.gender_min_prob}
     return metrics, details
 
 

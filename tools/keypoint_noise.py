@@ -400,6 +400,7 @@ def measure(args) -> dict:
     frame = frame_summary(parts)
     analyzer = Analyzer(args.analyzer_models, threads=1)
     analyzer.gender_min_age = 0.0  # the model's own P(female), children's faces too
+    analyzer.gender_min_prob = 0.5  # and faces it is unsure of
     picked = [faces[i] for i in choose(len(faces), args.faces, args.seed)]
     moved = {name: {**movement_summary(movement(analyzer, picked, sigma, args.draws, args.seed)),
                     "eye_sigma": sigma}

@@ -24,7 +24,11 @@ only when such an average wins.
 Gender is not told below an estimated age (``--gender-min-age``, ``auto``: ``choose_min_age``
 on the validation faces), written to the manifest as ``heads.gender.min_age``; gender accuracy
 is then over the faces told, and the int8 model is rejected when the worst UTKFace race group's
-gender accuracy is below ``FAIRNESS_FLOOR`` (``--fairness-floor``).
+gender accuracy is below ``FAIRNESS_FLOOR`` (``--fairness-floor``). Nor is it told when the
+likelier gender's probability is below ``--gender-min-prob`` (``heads.gender.min_prob``, default
+``GENDER_MIN_PROB``); the report gives the float model's accuracy in every 0.05-wide band of that
+probability (``gender_confidence_bands``), so the floor can be checked against what the model
+really gets right there.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from device.errors import ModelError
+from device.manifest import gender_min_prob
 from device.types import EMOTIONS
 from tools.convert.edgetpu import COMPILER, compile_for_edgetpu
 from tools.evaluation.manifest import analyzer_entry, update_manifest
@@ -55,6 +61,10 @@ EMOTION_RECALL_FLOOR = 2 / len(EMOTIONS)
 # A told child's gender must be right at least this often (``choose_min_age``).
 CHILD_GENDER_FLOOR = 0.85
 CHILD_AGE = 15  # years: below this estimated age a face counts as a child's
+# The likelier gender's probability a face needs for its gender to be told: the floor the
+# appliance has always applied to a visitor's gender (``[aggregates] min_gender_prob``), now
+# applied to every face too.
+GENDER_MIN_PROB = 0.7
 # The worst UTKFace race group's gender accuracy (faces told) the shipped model must reach.
 FAIRNESS_FLOOR = 0.93
 # Per-group and per-class numbers: reported, but too few faces each for the one-point int8 gate.
@@ -80,6 +90,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(heads.gender.min_age); auto: the lowest age at which told children "
                         "(estimated under 15) are right at least CHILD_GENDER_FLOOR of the time "
                         "on the validation faces; 0: always told")
+    p.add_argument("--gender-min-prob", type=float, default=GENDER_MIN_PROB, metavar="P",
+                   help="probability in [0.5, 1) the likelier gender needs for the appliance to "
+                        "tell it (heads.gender.min_prob; default %(default)s; 0.5: always told)")
     p.add_argument("--fairness-floor", type=float, default=FAIRNESS_FLOOR,
                    help="reject the model when the worst UTKFace race group's gender accuracy "
                         "(int8, faces told) is below this (default %(default)s; 0: report only)")
@@ -172,6 +185,21 @@ def choose_min_age(est_age: np.ndarray, truth: np.ndarray, pred: np.ndarray,
         if not told.any() or right[told].mean() >= floor:
             return float(a)
     return float(child)
+
+
+def confidence_bands(confidence: np.ndarray, right: np.ndarray, width: float = 0.05
+                     ) -> list[dict]:
+    """Gender accuracy per band of the likelier gender's probability: ``[{"from", "to", "n",
+    "acc"}]`` for ``[0.5, 0.55)``, ... ``[0.95, 1.0]`` (``acc`` None in an empty band)."""
+    confidence, right = np.asarray(confidence, float), np.asarray(right, bool)
+    bands = []
+    edges = np.round(np.arange(0.5, 1.0, width), 4)
+    for k, lo in enumerate(edges):
+        last = k == len(edges) - 1
+        m = (confidence >= lo) & ((confidence <= 1.0) if last else (confidence < lo + width))
+        bands.append({"from": float(lo), "to": float(min(round(lo + width, 4), 1.0)),
+                      "n": int(m.sum()), "acc": float(right[m].mean()) if m.any() else None})
+    return bands
 
 
 def fairness_problems(metrics: dict, floor: float) -> list[str]:
@@ -335,9 +363,18 @@ def run(args) -> int:
         log.info("emotion heads averaged with the branch: %s", json.dumps(mixed))
     log.info("shipping age head %r, emotion head %r%s", age, emotion,
              f" averaged with {args.emotion_branch.name}" if branch else "")
-    min_age = (gender_min_age_auto(trained, data, val, age, ours_mirrored)
-               if args.gender_min_age == "auto" else float(args.gender_min_age))
-    log.info("gender told from an estimated age of %g years", min_age)
+    try:
+        min_prob = gender_min_prob({"heads": {"gender": {"min_prob": args.gender_min_prob}}})
+    except ModelError as exc:
+        print(f"kiosk-convert analyzer: --gender-min-prob: {exc}")
+        return 2
+    est_age, truth, told_as, confidence = gender_validation(trained, data, val, age,
+                                                            ours_mirrored)
+    min_age = (choose_min_age(est_age, truth, told_as) if args.gender_min_age == "auto"
+               else float(args.gender_min_age))
+    bands = confidence_bands(confidence[est_age >= min_age], (truth == told_as)[est_age >= min_age])
+    log.info("gender told from an estimated age of %g years and a probability of %g", min_age,
+             min_prob)
     model = export_model(trained, age=age, emotion=emotion) if names != set(HEADS_OUT) else trained
     if branch or test_time == "in_model":
         model = deploy_model(model, branch=branch.members[0] if branch else None,
@@ -347,14 +384,16 @@ def run(args) -> int:
     args.out.write_bytes(tflite)
     log.info("wrote %s (%d bytes)", args.out, len(tflite))
     entry = analyzer_entry(args.out, args.out.parent, age_kind="regression", test_time=test_time)
-    float_m = evaluate_keras(model, data, val, flip=test_time == "flip", min_age=min_age)
-    int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val], entry), min_age),
-                    data, val)
+    float_m = evaluate_keras(model, data, val, flip=test_time == "flip", min_age=min_age,
+                             min_prob=min_prob)
+    int8_m = report(head_predictions(tflite_outputs(args.out, data["x"][val], entry), min_age,
+                                     min_prob), data, val)
     print(side_by_side(float_m, int8_m))
     problems = (compare(float_m, int8_m) + emotion_problems(int8_m)
                 + fairness_problems(int8_m, args.fairness_floor))
     record = {"age_head": age, "emotion_head": emotion, "test_time": test_time,
-              "gender_min_age": min_age, "emotion_recall_floor": EMOTION_RECALL_FLOOR,
+              "gender_min_age": min_age, "gender_min_prob": min_prob,
+              "gender_confidence_bands": bands, "emotion_recall_floor": EMOTION_RECALL_FLOOR,
               "fairness_floor": args.fairness_floor,
               "emotion_candidates_float": emotion_candidates(train_metrics, mixed or None)}
     if args.emotion_branch:
@@ -372,7 +411,8 @@ def run(args) -> int:
         return 1
     if args.manifest:
         entry = analyzer_entry(args.out, args.manifest.parent, age_kind="regression",
-                               test_time=test_time, gender_min_age=min_age)
+                               test_time=test_time, gender_min_age=min_age,
+                               gender_min_prob=min_prob)
         entry["heads"]["age"]["trained_as"] = "distribution" if age == "age" else "regression"
         update_manifest(args.manifest, entry, {"validation": {"float": float_m, "int8": int8_m,
                                                               **record,
@@ -390,17 +430,20 @@ def run(args) -> int:
     return 0
 
 
-def gender_min_age_auto(trained, data: dict, val: np.ndarray, age_head: str,
-                        mirrored: bool) -> float:
-    """``choose_min_age`` on the float model's validation faces with an age and a gender
-    (UTKFace, All-Age-Faces), deciding on the shipped age head's estimates."""
-    from tools.training.validation import head_predictions, predict_keras
+def gender_validation(trained, data: dict, val: np.ndarray, age_head: str, mirrored: bool
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The float model on the validation faces with an age and a gender (UTKFace,
+    All-Age-Faces): (the shipped age head's estimates, true gender, predicted gender, the
+    likelier gender's probability), each per face; empty arrays when there are none."""
+    from tools.training.validation import gender_confidence, head_predictions, predict_keras
 
     rows = val[(data["age"][val] >= 0) & (data["gender"][val] >= 0)]
     if not len(rows):
-        return 0.0
-    pred = head_predictions(predict_keras(trained, data["x"][rows], flip=mirrored))
-    return choose_min_age(pred[age_head], data["gender"][rows], pred["gender"])
+        return tuple(np.zeros(0) for _ in range(4))
+    outputs = predict_keras(trained, data["x"][rows], flip=mirrored)
+    pred = head_predictions(outputs)
+    return (pred[age_head], np.asarray(data["gender"][rows]), pred["gender"],
+            gender_confidence(outputs["gender"]))
 
 
 def _manifest_detector(manifest: Path | None) -> Path | None:

@@ -7,18 +7,21 @@ from pathlib import Path
 
 from device.manifest import DEFAULT_AGE_GROUPS, sha256_file
 from device.manifest import gender_min_age as min_age_of
+from device.manifest import gender_min_prob as min_prob_of
 from device.types import EMOTIONS, GENDERS
 from tools.model_def import AGE_BINS, INPUT_SIZE
 
 
 def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution",
-                   test_time: str = "none", gender_min_age: float | None = None) -> dict:
+                   test_time: str = "none", gender_min_age: float | None = None,
+                   gender_min_prob: float | None = None) -> dict:
     """The manifest's ``analyzer`` entry for a converted model file; ``test_time`` ``"flip"``
     makes the appliance average each face with its mirror image.
 
     ``gender_min_age``: years below which the appliance does not tell a face's gender
-    (``heads.gender.min_age``); None leaves the key out (gender always told). A value the
-    appliance would refuse raises ModelError naming the key.
+    (``heads.gender.min_age``), ``gender_min_prob`` the probability the likelier gender needs
+    (``heads.gender.min_prob``); None leaves a key out (no such limit). A value the appliance
+    would refuse raises ModelError naming the key.
     """
     age = {"output": "age", "kind": age_kind}
     if age_kind == "distribution":
@@ -26,6 +29,8 @@ def analyzer_entry(model: Path, models_dir: Path, age_kind: str = "distribution"
     gender = {"output": "gender", "labels": list(GENDERS)}
     if gender_min_age is not None:  # checked as the appliance will check it
         gender["min_age"] = min_age_of({"heads": {"gender": {"min_age": gender_min_age}}})
+    if gender_min_prob is not None:
+        gender["min_prob"] = min_prob_of({"heads": {"gender": {"min_prob": gender_min_prob}}})
     rel = Path(model).resolve().relative_to(Path(models_dir).resolve())
     return {"file": str(rel), "sha256": sha256_file(model),
             "input": {"size": INPUT_SIZE, "channels": 1, "scale": 255.0},

@@ -157,9 +157,12 @@ def plots(out_dir: Path, stem: str, details: dict) -> list[str]:
 
 
 def gender_rule(analyzer: dict) -> str:
-    """The analyzer's gender age limit, in words for the report."""
-    age = analyzer.get("gender_min_age")
-    return f"{age:g} years" if age else "none set: every face is told"
+    """The analyzer's gender limits (age, probability), in words for the report."""
+    age, prob = analyzer.get("gender_min_age"), analyzer.get("gender_min_prob")
+    words = f"from an estimated {age:g} years" if age else "at any age"
+    if prob and prob > 0.5:
+        return f"{words}, and when the likelier gender's probability is at least {prob:g}"
+    return f"{words}, whatever the likelier gender's probability"
 
 
 def mirror_words(analyzer: dict) -> str:
@@ -184,10 +187,10 @@ def write_report(path: Path, metrics: dict, details: dict, command: str = "") ->
                 f"{mirror_words(a)}.", ""]
     out += ["## Headline", ""] + headline(metrics) + [""]
     if "utkface" in metrics or "aaf" in metrics:
-        out += ["Gender is not told for faces that look younger than the model's `min_age` "
-                f"({gender_rule(metrics.get('analyzer', {}))}): gender accuracy is over the "
-                "faces told (the PCA baseline's too, on the same faces), coverage is the share "
-                "of faces told.", ""]
+        out += ["Gender is told as the appliance tells it, by the model's `min_age` and "
+                f"`min_prob` ({gender_rule(metrics.get('analyzer', {}))}): gender accuracy is "
+                "over the faces told (the PCA baseline's too, on the same faces), coverage is "
+                "the share of faces told.", ""]
     if "ci95" in metrics:
         out += ["Intervals: 95 %, Wilson's for accuracies, a seeded bootstrap (2,000 resamples) "
                 "for age MAE. They say how far the same model could read on another draw of "

@@ -22,15 +22,27 @@ UTK, FER, AAF = 0, 1, 2
 ADULT = 15  # years: the adult slice of the gender figures
 
 
-def tell_gender(gender: np.ndarray, est_age: np.ndarray, min_age: float) -> np.ndarray:
-    """Gender predictions with -1 ("not told") where the estimated age is below ``min_age``,
-    as the appliance does (``device.analyzer``)."""
-    return np.where(np.asarray(est_age) < min_age, -1, np.asarray(gender))
+def tell_gender(gender: np.ndarray, est_age: np.ndarray, min_age: float,
+                confidence: np.ndarray | None = None, min_prob: float = 0.5) -> np.ndarray:
+    """Gender predictions with -1 ("not told") where the estimated age is below ``min_age`` or
+    the likelier gender's probability (``confidence``) below ``min_prob``, as the appliance does
+    (``device.analyzer``)."""
+    untold = np.asarray(est_age) < min_age
+    if confidence is not None:
+        untold |= np.asarray(confidence) < min_prob
+    return np.where(untold, -1, np.asarray(gender))
 
 
-def head_predictions(outputs: dict[str, np.ndarray], min_age: float = 0.0) -> dict[str, np.ndarray]:
-    """Decoded predictions from raw head outputs (whichever heads are present); ``min_age``:
-    gender not told (-1) below that estimated age."""
+def gender_confidence(p_female: np.ndarray) -> np.ndarray:
+    """The likelier gender's probability, ``max(p, 1 - p)``, per face."""
+    p = np.asarray(p_female, float).reshape(-1)
+    return np.maximum(p, 1 - p)
+
+
+def head_predictions(outputs: dict[str, np.ndarray], min_age: float = 0.0,
+                     min_prob: float = 0.5) -> dict[str, np.ndarray]:
+    """Decoded predictions from raw head outputs (whichever heads are present); gender is not
+    told (-1) below the estimated age ``min_age`` or the confidence ``min_prob``."""
     out = {}
     if "age" in outputs:
         a = np.asarray(outputs["age"]).reshape(len(outputs["age"]), -1)
@@ -38,9 +50,11 @@ def head_predictions(outputs: dict[str, np.ndarray], min_age: float = 0.0) -> di
     if "age_reg" in outputs:
         out["age_reg"] = np.asarray(outputs["age_reg"]).reshape(-1)
     if "gender" in outputs:
-        out["gender"] = (np.asarray(outputs["gender"]).reshape(-1) >= 0.5).astype(int)
-        if "age" in out:  # rows below the gender age limit are "not told" (-1)
-            out["gender"] = tell_gender(out["gender"], out["age"], min_age)
+        p_female = np.asarray(outputs["gender"]).reshape(-1)
+        out["gender"] = (p_female >= 0.5).astype(int)
+        if "age" in out:  # rows below the gender age or confidence limit are "not told" (-1)
+            out["gender"] = tell_gender(out["gender"], out["age"], min_age,
+                                        gender_confidence(p_female), min_prob)
     for name in ("emotion", "emotion_orig"):
         if name in outputs:
             out[name] = np.argmax(outputs[name], axis=-1)
@@ -139,9 +153,9 @@ def predict_keras(model, x_uint8: np.ndarray, batch: int = 256, flip: bool = Fal
 
 
 def evaluate_keras(model, data: dict[str, np.ndarray], idx: np.ndarray, batch: int = 256,
-                   flip: bool = False, min_age: float = 0.0) -> dict:
-    return report(head_predictions(predict_keras(model, data["x"][idx], batch, flip), min_age),
-                  data, idx)
+                   flip: bool = False, min_age: float = 0.0, min_prob: float = 0.5) -> dict:
+    return report(head_predictions(predict_keras(model, data["x"][idx], batch, flip), min_age,
+                                   min_prob), data, idx)
 
 
 def selection_score(m: dict) -> float:
