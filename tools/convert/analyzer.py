@@ -62,7 +62,7 @@ EMOTION_RECALL_FLOOR = 2 / len(EMOTIONS)
 CHILD_GENDER_FLOOR = 0.85
 CHILD_AGE = 15  # years: below this estimated age a face counts as a child's
 # The likelier gender's probability a face needs for its gender to be told: the floor the
-# appliance has always applied to a visitor's gender (``[aggregates] min_gender_prob``), now
+# appliance has always applied to a visitor's gender (``[aggregate] min_gender_prob``), now
 # applied to every face too.
 GENDER_MIN_PROB = 0.7
 # The worst UTKFace race group's gender accuracy (faces told) the shipped model must reach.
