@@ -317,8 +317,7 @@ class Tracker:
         if interval_s <= 0:
             return [True] * len(detections)
         t = float(timestamp)
-        now = max(self._now, t)
-        alive = [tr for tr in self._tracks if now - tr.last_seen <= self.max_missed_s]
+        alive = self._alive(max(self._now, t))
         out = [True] * len(detections)
         for ti, di in self._pairs(detections, t, alive, plan=True):
             last = alive[ti].last_analyzed
@@ -356,10 +355,15 @@ class Tracker:
                           np.concatenate([change, np.full(n, SIZE_JITTER)]))
         return np.minimum(cost[:n], cost[n:])
 
+    def _alive(self, now: float) -> list[Track]:
+        """The tracks not missed for longer than ``max_missed_s`` at ``now``."""
+        return [tr for tr in self._tracks if now - tr.last_seen <= self.max_missed_s]
+
     def _expire(self, now: float) -> None:
         self._now = max(self._now, now)
-        ended = [tr for tr in self._tracks if self._now - tr.last_seen > self.max_missed_s]
-        self._tracks = [tr for tr in self._tracks if tr not in ended]
+        alive = self._alive(self._now)
+        ended = [tr for tr in self._tracks if tr not in alive]
+        self._tracks = alive
         self._finish(ended)
 
     def _finish(self, tracks) -> None:  # unconfirmed tracks end without a summary

@@ -108,11 +108,11 @@ class SeedPipeline:
         for x, y, w, h in boxes:
             face = rgb[max(0, y):y + h, max(0, x):x + w]
             probs = []
-            for session, size in ((self.age, 64), (self.gender, 32)):
+            for net, size in ((self.age, 64), (self.gender, 32)):
                 chip = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
                 x_ = ((chip.astype(np.float32) - np.float32(AGE_MEANS)) / np.float32(256.0))
                 x_ = np.ascontiguousarray(x_.transpose(2, 0, 1)[None])
-                probs.append(session.run(None, {session.get_inputs()[0].name: x_})[0][0])
+                probs.append(net.run(None, {net.get_inputs()[0].name: x_})[0][0])
             age = float(np.argmax(probs[0]))
             out.append((age, float(probs[1][0])))
         return out

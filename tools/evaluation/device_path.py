@@ -22,7 +22,8 @@ UNTOLD = -1  # gender index of a face whose gender the appliance did not tell
 @dataclass
 class Predictions:
     """Decoded analyzer outputs for N faces: years, gender index (0 male, 1 female, -1 not told:
-    the face looked younger than the model's min_age), emotion probabilities."""
+    the face looked younger than the model's min_age, or the model was less sure than its
+    min_prob), emotion probabilities."""
 
     age: np.ndarray
     gender: np.ndarray

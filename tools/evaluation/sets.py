@@ -25,7 +25,7 @@ CK_SHARED = ("angry", "disgust", "fear", "happy", "sad", "surprise")
 
 def told(pred_gender) -> np.ndarray:
     """Which gender predictions were made (``pred_gender`` holds ``UNTOLD``, -1, for the
-    faces below the model's min_age)."""
+    faces below the model's min_age or min_prob)."""
     return np.asarray(pred_gender) != UNTOLD
 
 

@@ -31,7 +31,8 @@ def confusion(y_true, y_pred, n: int) -> np.ndarray:
 
 def told_gender(truth, pred) -> dict[str, float]:
     """``gender_acc`` over the faces whose gender was told (prediction >= 0; -1 is "not told",
-    below the model's min_age) and ``gender_coverage``, the share told; NaN where undefined."""
+    below the model's min_age or min_prob) and ``gender_coverage``, the share told; NaN where
+    undefined."""
     truth, pred = np.asarray(truth), np.asarray(pred)
     t = pred >= 0
     return {"gender_acc": accuracy(truth[t], pred[t]),
