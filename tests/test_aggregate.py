@@ -128,7 +128,8 @@ def test_a_child_whose_gender_was_not_told_counts_as_unknown_and_not_in_female_s
 
 def test_tracked_children_reach_the_window_as_unknown():
     from device.tracking import Tracker
-    from tests.test_tracking import face, seen
+    from tests.test_tracking import face
+    from tests.test_tracking_gender import seen
 
     tracker = Tracker()
     for i in range(20):  # a child and an adult, side by side for 2 s

@@ -11,6 +11,7 @@ import pytest
 import tensorflow  # noqa: E402,F401  the [train] extra; the test command installs it (a missing one fails)
 
 from tools.convert import analyzer as conv
+from tools.convert import gender_rules as rules
 from tools.convert.edgetpu import compile_for_edgetpu, compiler_command, parse_op_counts
 from tools.evaluation.manifest import update_manifest
 
@@ -71,15 +72,15 @@ def test_gender_min_age_is_where_told_children_become_reliable():
     # right half the time below 4 years, 90 % from 4 on
     right = np.where(est < 4, rng.random(4000) < 0.5, rng.random(4000) < 0.9)
     pred = np.where(right, truth, 1 - truth)
-    assert conv.choose_min_age(est, truth, pred) == pytest.approx(4, abs=1)
-    assert conv.choose_min_age(est, truth, truth) == 0.0  # always right: always told
-    assert conv.choose_min_age(est, truth, 1 - truth) == conv.CHILD_AGE  # never right
+    assert rules.choose_min_age(est, truth, pred) == pytest.approx(4, abs=1)
+    assert rules.choose_min_age(est, truth, truth) == 0.0  # always right: always told
+    assert rules.choose_min_age(est, truth, 1 - truth) == rules.CHILD_AGE  # never right
 
 
 def test_confidence_bands_give_the_accuracy_of_each_band():
     conf = np.array([0.5, 0.52, 0.56, 0.71, 0.74, 0.99, 1.0])
     right = np.array([True, False, False, True, True, True, True])
-    bands = conv.confidence_bands(conf, right)
+    bands = rules.confidence_bands(conf, right)
     assert len(bands) == 10 and bands[0] == {"from": 0.5, "to": 0.55, "n": 2, "acc": 0.5}
     assert bands[1] == {"from": 0.55, "to": 0.6, "n": 1, "acc": 0.0}
     assert bands[2]["n"] == 0 and bands[2]["acc"] is None
@@ -98,9 +99,9 @@ def test_a_bad_gender_min_prob_is_refused_before_converting(tmp_path, keras_mode
 def test_fairness_gate_names_the_worst_group():
     m = {"utk_gender_acc_white": 0.95, "utk_gender_acc_other": 0.90,
          "utk_gender_acc_worst_race": 0.90}
-    (problem,) = conv.fairness_problems(m, 0.93)
+    (problem,) = rules.fairness_problems(m, 0.93)
     assert "(other)" in problem and "0.9000" in problem
-    assert conv.fairness_problems(m, 0.9) == [] and conv.fairness_problems(m, 0) == []
+    assert rules.fairness_problems(m, 0.9) == [] and rules.fairness_problems(m, 0) == []
     # per-group numbers are reported, not held to the one-point int8 gate
     assert conv.compare({"utk_gender_acc_other": 0.9}, {"utk_gender_acc_other": 0.85}) == []
 
@@ -192,7 +193,7 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
     assert report["age_head"] == "age" and "utk_gender_acc" in report["int8"]
     assert manifest["analyzer"]["heads"]["gender"]["min_age"] == report["gender_min_age"]
     assert manifest["analyzer"]["heads"]["gender"]["min_prob"] == report["gender_min_prob"] \
-        == conv.GENDER_MIN_PROB
+        == rules.GENDER_MIN_PROB
     bands = report["gender_confidence_bands"]
     assert [b["from"] for b in bands] == pytest.approx([0.5 + 0.05 * k for k in range(10)])
     assert sum(b["n"] for b in bands) > 0

@@ -46,6 +46,14 @@ from device.errors import ModelError
 from device.manifest import gender_min_prob
 from device.types import EMOTIONS
 from tools.convert.edgetpu import COMPILER, compile_for_edgetpu
+from tools.convert.gender_rules import (
+    FAIRNESS_FLOOR,
+    GENDER_MIN_PROB,
+    choose_min_age,
+    confidence_bands,
+    fairness_problems,
+    gender_validation,
+)
 from tools.evaluation.manifest import analyzer_entry, update_manifest
 
 log = logging.getLogger(__name__)
@@ -58,15 +66,6 @@ EMOTION_HEADS = ("emotion", "emotion_orig", "emotion_mix")
 # FER+ majority faces: twice chance (1/7). Below it a class has collapsed into its neighbours
 # (a kiosk that never says "disgust" or "fear"), whatever the overall accuracy.
 EMOTION_RECALL_FLOOR = 2 / len(EMOTIONS)
-# A told child's gender must be right at least this often (``choose_min_age``).
-CHILD_GENDER_FLOOR = 0.85
-CHILD_AGE = 15  # years: below this estimated age a face counts as a child's
-# The likelier gender's probability a face needs for its gender to be told: the floor the
-# appliance has always applied to a visitor's gender (``[aggregate] min_gender_prob``), now
-# applied to every face too.
-GENDER_MIN_PROB = 0.7
-# The worst UTKFace race group's gender accuracy (faces told) the shipped model must reach.
-FAIRNESS_FLOOR = 0.93
 # Per-group and per-class numbers: reported, but too few faces each for the one-point int8 gate.
 GROUP_KEYS = ("utk_gender_acc_", "utk_age_mae_", "utk_gender_coverage")
 
@@ -170,48 +169,6 @@ def emotion_problems(metrics: dict, head: str = "emotion", floor: float | None =
            if metrics.get(f"fer_{head}_recall_ferplus_{e}", 1.0) < floor]
     return [f"emotion recall below the floor {floor:.3f} (FER+ majority): {', '.join(low)}"] \
         if low else []
-
-
-def choose_min_age(est_age: np.ndarray, truth: np.ndarray, pred: np.ndarray,
-                   floor: float = CHILD_GENDER_FLOOR, child: float = CHILD_AGE) -> float:
-    """The lowest whole year ``a`` from which the faces told as children (estimated age in
-    [a, ``child``)) get their gender right at least ``floor`` of the time; ``child`` when none.
-
-    ``est_age`` are the model's estimated ages (the appliance decides on those, not on true
-    ages), ``truth``/``pred`` gender 0/1."""
-    est_age, right = np.asarray(est_age, float), np.asarray(truth) == np.asarray(pred)
-    for a in range(int(child) + 1):
-        told = (est_age >= a) & (est_age < child)
-        if not told.any() or right[told].mean() >= floor:
-            return float(a)
-    return float(child)
-
-
-def confidence_bands(confidence: np.ndarray, right: np.ndarray, width: float = 0.05
-                     ) -> list[dict]:
-    """Gender accuracy per band of the likelier gender's probability: ``[{"from", "to", "n",
-    "acc"}]`` for ``[0.5, 0.55)``, ... ``[0.95, 1.0]`` (``acc`` None in an empty band)."""
-    confidence, right = np.asarray(confidence, float), np.asarray(right, bool)
-    bands = []
-    edges = np.round(np.arange(0.5, 1.0, width), 4)
-    for k, lo in enumerate(edges):
-        last = k == len(edges) - 1
-        m = (confidence >= lo) & ((confidence <= 1.0) if last else (confidence < lo + width))
-        bands.append({"from": float(lo), "to": float(min(round(lo + width, 4), 1.0)),
-                      "n": int(m.sum()), "acc": float(right[m].mean()) if m.any() else None})
-    return bands
-
-
-def fairness_problems(metrics: dict, floor: float) -> list[str]:
-    """The worst UTKFace race group's gender accuracy when below ``floor``."""
-    from tools.datasets.utkface import RACES
-
-    worst = metrics.get("utk_gender_acc_worst_race")
-    if not floor or worst is None or worst >= floor:
-        return []
-    name = next(r for r in RACES if metrics.get(f"utk_gender_acc_{r}") == worst)
-    return [f"fairness: gender accuracy of the worst UTKFace race group ({name}) is "
-            f"{worst:.4f}, below {floor}"]
 
 
 def branch_metrics(outputs: dict, branch_probs: np.ndarray, data: dict, idx: np.ndarray) -> dict:
@@ -428,22 +385,6 @@ def run(args) -> int:
     compile_for_edgetpu([p for p in (args.detector or _manifest_detector(args.manifest),
                                      args.out) if p], args.out.parent)
     return 0
-
-
-def gender_validation(trained, data: dict, val: np.ndarray, age_head: str, mirrored: bool
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The float model on the validation faces with an age and a gender (UTKFace,
-    All-Age-Faces): (the shipped age head's estimates, true gender, predicted gender, the
-    likelier gender's probability), each per face; empty arrays when there are none."""
-    from tools.training.validation import gender_confidence, head_predictions, predict_keras
-
-    rows = val[(data["age"][val] >= 0) & (data["gender"][val] >= 0)]
-    if not len(rows):
-        return tuple(np.zeros(0) for _ in range(4))
-    outputs = predict_keras(trained, data["x"][rows], flip=mirrored)
-    pred = head_predictions(outputs)
-    return (pred[age_head], np.asarray(data["gender"][rows]), pred["gender"],
-            gender_confidence(outputs["gender"]))
 
 
 def _manifest_detector(manifest: Path | None) -> Path | None:
