@@ -13,6 +13,7 @@ import tensorflow  # noqa: E402,F401  the [train] extra; the test command instal
 from tools.convert import analyzer as conv
 from tools.convert import gender_rules as rules
 from tools.convert.edgetpu import compile_for_edgetpu, compiler_command, parse_op_counts
+from tools.edgetpu_check import check
 from tools.evaluation.manifest import update_manifest
 
 COMPILER_LOG = """Edge TPU Compiler version 16.0.384591198
@@ -185,6 +186,9 @@ def test_conversion_names_heads_and_writes_manifest(tmp_path, keras_model, monke
     assert {s.name for s in model.outputs} == {"age", "gender", "emotion"}
     assert model.inputs[0].dtype == np.uint8 and model.inputs[0].shape == (1, 64, 64, 1)
     assert all(s.dtype == np.int8 for s in model.outputs)
+    # a fixed batch of one, no dynamic dimension: a Coral's compiler could map every op
+    coral = check((tmp_path / "multihead_int8.tflite").read_bytes(), "multihead_int8.tflite")
+    assert coral.first_cpu is None and coral.tpu_ops == len(coral.ops)
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["detector"] == {"file": "det.tflite"}
     assert manifest["analyzer"]["heads"]["age"] == {"output": "age", "kind": "regression",

@@ -43,7 +43,8 @@ def trained(tmp_path_factory):
     out = root / "ckpt"
     assert main(["--data", str(cache), "--out", str(out), "--epochs", "1", "--batch", "16",
                  "--width", "0.25", "--threads", "1", "--orig-vote", "1", "--emotion-tau", "1",
-                 "--eye-jitter", "0.03", "--keep-epochs"]) == 0
+                 "--eye-jitter", "0.03", "--keep-epochs", "--balance-faces", "0.5",
+                 "--balance-emotion", "1"]) == 0
     return cache, out
 
 
@@ -80,6 +81,7 @@ def test_resume_continues_from_the_last_epoch(trained, capsys):
     assert "resumed after epoch 1 of 2" in printed
     # the options the run began with win over the command line's
     assert "logit adjustment tau 1.0" in printed
+    assert "balanced sampling: faces alpha 0.5, emotion alpha 1" in printed
     state = json.loads((out / "state.json").read_text())
     assert state["epoch"] == 2 and state["options"]["lr"] == 2e-3
     assert len((out / "history.jsonl").read_text().splitlines()) == 2
@@ -286,3 +288,25 @@ def test_averaged_checkpoints_are_a_validated_model(trained, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing.keras"), "--data", str(cache), "--out", str(avg)])
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_the_named_trunks_and_an_unknown_one():
+    from tools.model_def import build_model
+
+    small, medium = build_model(arch="s"), build_model(arch="m")
+    assert small.count_params() == 531_957  # the trunk of models up to 1.7
+    assert 1.9 * small.count_params() < medium.count_params() < 1_200_000
+    with pytest.raises(ValueError, match="arch must be one of s, m"):
+        build_model(arch="xl")
+
+
+def test_fit_report_measures_train_and_validation_faces_alike(trained, tmp_path, capsys):
+    from tools.training.fit import main
+
+    cache, out = trained
+    assert main([str(out / "last.keras"), "--data", str(cache), "--sample", "10",
+                 "--json", str(tmp_path / "fit.json")]) == 0
+    result = json.loads((tmp_path / "fit.json").read_text())
+    assert set(result) == {"train", "val"}
+    assert set(result["train"]) == set(result["val"]) >= {"utk_age_mae", "fer_emotion_acc_ferplus"}
+    assert "utk_age_mae" in capsys.readouterr().out

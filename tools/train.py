@@ -41,7 +41,7 @@ from pathlib import Path
 
 # Options a resumed run takes from its state.json rather than from the command line.
 RESUMED = ("batch", "lr", "seed", "no_augment", "erase", "loss_weights", "orig_vote",
-           "emotion_tau", "eye_jitter", "limit")
+           "emotion_tau", "eye_jitter", "limit", "balance_faces", "balance_emotion")
 MIRROR_KEYS = ("utk_age_mae", "utk_gender_acc", "fer_emotion_orig_acc_orig",
                "fer_emotion_orig_acc_ferplus")
 
@@ -129,6 +129,17 @@ def fmt(metrics: dict) -> str:
                      for k, v in metrics.items())
 
 
+def alpha_arg(text: str) -> float:
+    """A balancing exponent in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
+    return value
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tools.train", description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, required=True, help="cache written by tools.prepare")
@@ -137,6 +148,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--width", type=float, default=1.0, help="trunk width multiplier")
+    ap.add_argument("--arch", default="s",
+                    help="trunk (tools.model_def.ARCHS): s, the trunk of models up to 1.7; m, "
+                         "deeper and wider at 8x8 and 4x4")
+    ap.add_argument("--balance-faces", type=alpha_arg, default=0.0, metavar="ALPHA",
+                    help="draw each UTKFace / All-Age-Faces face with weight n**-ALPHA, n the "
+                         "size of its (race group or All-Age-Faces, age group, gender) group "
+                         "(tools.training.sampling; 0: as the data is, 1: every group equally)")
+    ap.add_argument("--balance-emotion", type=alpha_arg, default=0.0, metavar="ALPHA",
+                    help="draw each FER face with weight n**-ALPHA, n the number of faces with "
+                         "its FER+ majority emotion (0: as the data is)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--resume", action="store_true", help="continue from OUT/last.keras")
@@ -187,6 +208,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--bn-faces", type=int, default=2048,
                     help="clean train faces that batch-norm statistics are recomputed on")
     args = ap.parse_args(argv)
+    from tools.model_def import ARCHS
+
+    if args.arch not in ARCHS:
+        ap.error(f"--arch must be one of {', '.join(ARCHS)}, got {args.arch!r}")
     if args.teacher_unlabelled:
         if not 0.0 <= args.teacher_unlabelled <= 1.0:
             ap.error(f"--teacher-unlabelled must be in [0, 1], got {args.teacher_unlabelled}")
@@ -279,11 +304,11 @@ def main(argv=None) -> int:
         print(f"resumed after epoch {state['epoch']} of {args.epochs}", flush=True)
     else:
         model = (keras.models.load_model(args.init, compile=False) if args.init
-                 else build_model(width=args.width, hires=args.hires))
+                 else build_model(width=args.width, hires=args.hires, arch=args.arch))
         if args.init and args.hires:  # a new branch on trained weights
             from tools.model_def import transfer_weights
 
-            init, model = model, build_model(width=args.width, hires=args.hires)
+            init, model = model, build_model(width=args.width, hires=args.hires, arch=args.arch)
             fresh = transfer_weights(init, model)
             print(f"from {args.init.name}; new layers: {', '.join(fresh) or 'none'}", flush=True)
         compile_model(model, make_optimizer(args.lr, args.epochs * steps, warmup=steps // 2),
@@ -294,12 +319,20 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     bn_faces = as_input(data["x"][rng.permutation(train_idx)[:args.bn_faces]])
     val_x = data["x"][val_idx]
+    weights = None
+    if args.balance_faces or args.balance_emotion:
+        from tools.training.sampling import sampling_weights
+
+        weights = sampling_weights(data, train_idx, args.balance_faces, args.balance_emotion)
+        print(f"balanced sampling: faces alpha {args.balance_faces}, emotion alpha "
+              f"{args.balance_emotion}; largest / smallest face weight "
+              f"{weights.max() / weights.min():.1f}", flush=True)
     for epoch in range(state["epoch"], args.epochs):
         t0 = time.time()
         ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment,
                            args.erase, teacher if args.teacher_mode == "online" else None,
                            args.teacher_alpha, args.teacher_temperature, args.orig_vote,
-                           args.eye_jitter)
+                           args.eye_jitter, weights)
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)

@@ -214,11 +214,34 @@ def name_outputs(tflite: bytes) -> bytes:
     return bytes(fb.convert_object_to_bytearray(model))
 
 
-def to_int8(model, calib: np.ndarray, input_type: str = "uint8") -> bytes:
-    """Full-integer quantisation (int8 weights and activations, int8/uint8 input, int8 outputs)."""
+def fixed_batch(model, batch: int = 1):
+    """``model`` with its batch dimension fixed to ``batch`` (same weights, same output names).
+
+    A Keras model's batch dimension is dynamic, and the TFLite converter keeps it: a Coral's
+    compiler maps no op whose tensors have a dynamic dimension, and the first one is the input,
+    so nothing of such a file runs on the Edge TPU. The appliance runs one face at a time (and
+    makes the mirror image itself, ``"test_time": "flip"``), so batch 1 is all it needs.
+    """
+    import keras
+
+    inp = keras.Input(model.input_shape[1:], batch_size=batch, name="face")
+    outs = model(inp)
+    return keras.Model(inp, {k: keras.layers.Identity(name=k)(v) for k, v in outs.items()},
+                       name=f"{model.name}_batch{batch}")
+
+
+def to_int8(model, calib: np.ndarray, input_type: str = "uint8", batch: int | None = 1) -> bytes:
+    """Full-integer quantisation (int8 weights and activations, int8/uint8 input, int8 outputs).
+
+    ``batch``: the file's fixed batch size (``fixed_batch``; 1 for a Coral), or None to keep it
+    dynamic (a graph that mirrors inside runs two views as one batch, ``--test-time in-model``).
+    """
     import tensorflow as tf
 
     from tools.training.data import as_input
+
+    if batch is not None:
+        model = fixed_batch(model, batch)
 
     def representative():
         for x in as_input(calib):
@@ -336,7 +359,8 @@ def run(args) -> int:
     if branch or test_time == "in_model":
         model = deploy_model(model, branch=branch.members[0] if branch else None,
                              mirror=test_time == "in_model")
-    tflite = to_int8(model, calibration_faces(data, args.calib_count, args.seed), args.input_type)
+    tflite = to_int8(model, calibration_faces(data, args.calib_count, args.seed), args.input_type,
+                     batch=None if test_time == "in_model" else 1)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(tflite)
     log.info("wrote %s (%d bytes)", args.out, len(tflite))

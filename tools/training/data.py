@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from tools.training.augment import augment
+from tools.training.sampling import epoch_order
 
 
 def vote_targets(votes: np.ndarray, original: np.ndarray, orig_vote: float = 0.0) -> np.ndarray:
@@ -42,8 +43,13 @@ def split_indices(data: dict[str, np.ndarray], split: int) -> np.ndarray:
 def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed: int,
                   epoch: int, augment_on: bool = True, erase: float = 0.0,
                   teacher=None, alpha: float = 0.5, temperature: float = 2.0,
-                  orig_vote: float = 0.0, eye_jitter: float = 0.0) -> tf.data.Dataset:
+                  orig_vote: float = 0.0, eye_jitter: float = 0.0,
+                  weights: np.ndarray | None = None) -> tf.data.Dataset:
     """One epoch of shuffled, augmented batches; the order depends only on (seed, epoch).
+
+    ``weights``: relative draw weights of the rows of ``idx``
+    (``tools.training.sampling.sampling_weights``); the epoch is then a weighted draw with
+    replacement of as many faces, instead of a permutation.
 
     ``eye_jitter``: standard deviation of each eye keypoint's noise per axis, as a fraction of
     the eye distance (``tools.training.augment.random_affine``).
@@ -51,7 +57,7 @@ def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed
     ``teacher``: online distillation, the original-label targets become the teacher's view of
     each augmented face mixed with the label (``tools.training.teacher.online_targets``).
     """
-    order = np.random.default_rng([seed, epoch]).permutation(idx)
+    order = epoch_order(idx, weights, seed, epoch)
     x = data["x"][order]
     ds = tf.data.Dataset.from_tensor_slices((x, targets(data, order, orig_vote))).batch(batch)
 
