@@ -310,3 +310,19 @@ def test_fit_report_measures_train_and_validation_faces_alike(trained, tmp_path,
     assert set(result) == {"train", "val"}
     assert set(result["train"]) == set(result["val"]) >= {"utk_age_mae", "fer_emotion_acc_ferplus"}
     assert "utk_age_mae" in capsys.readouterr().out
+
+
+def test_the_report_gives_each_race_groups_adults_and_the_lowest_coverage():
+    """A group with many children is told less often overall, though its adults are told as
+    often as anyone's: the report shows both."""
+    from tools.training.validation import report
+
+    data = {"source": np.zeros(8, np.int8), "race": np.array([0, 0, 0, 0, 2, 2, 2, 2], np.int8),
+            "age": np.array([30, 30, 30, 30, 30, 30, 4, 5], np.float32),
+            "gender": np.array([0, 1, 0, 1, 0, 1, 0, 1], np.int8)}
+    told = np.array([0, 1, 0, 1, 0, 1, -1, -1])  # the children are not told
+    res = report({"gender": told, "age": data["age"]}, data, np.arange(8))
+    assert res["utk_gender_coverage_asian"] == 0.5 and res["utk_gender_coverage_white"] == 1.0
+    assert res["utk_gender_coverage_adult_asian"] == res["utk_gender_coverage_adult_white"] == 1.0
+    assert res["utk_gender_coverage_worst_race"] == 0.5
+    assert res["utk_gender_coverage_adult_worst_race"] == 1.0

@@ -85,8 +85,9 @@ def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.nda
     A gender prediction of -1 means "not told" (``tell_gender``): gender accuracies are over the
     faces told, ``*_gender_coverage`` the share told. UTKFace numbers are also given per race
     (``utk_gender_acc_asian``, ``utk_age_mae_asian``, ...), for adults (15+, ``_adult``) and
-    per age group (``_age_25-37``); ``utk_gender_acc_worst_race`` and ``utk_age_mae_worst_race``
-    are the worst race group's.
+    per age group (``_age_25-37``) and for each race group's adults (``_adult_asian``);
+    ``utk_gender_acc_worst_race``, ``utk_age_mae_worst_race``, ``utk_gender_coverage_worst_race``
+    and ``utk_gender_coverage_adult_worst_race`` are the worst race group's.
     """
     src = data["source"][idx]
     res = {}
@@ -106,15 +107,20 @@ def report(pred: dict[str, np.ndarray], data: dict[str, np.ndarray], idx: np.nda
         res |= _groups("utk", RACES, [races == r for r in range(len(RACES))], ages, genders,
                        upred)
         res |= _groups("utk", ["adult"], [ages >= ADULT], ages, genders, upred)
+        # race groups differ in their share of children, whose gender is mostly not told: the
+        # adults of each group show the gap the model itself makes
+        res |= _groups("utk", [f"adult_{r}" for r in RACES],
+                       [(races == i) & (ages >= ADULT) for i in range(len(RACES))], ages,
+                       genders, upred)
         groups = age_groups_of(ages)
         names = list(dict.fromkeys(groups))
         res |= _groups("utk", [f"age_{g}" for g in names], [groups == g for g in names], ages,
                        genders, upred)
-        for key in ("gender_acc", "age_mae"):
+        for key in ("gender_acc", "age_mae", "gender_coverage", "gender_coverage_adult"):
             per_race = [res[f"utk_{key}_{r}"] for r in RACES if f"utk_{key}_{r}" in res]
             per_race = [v for v in per_race if np.isfinite(v)]
             if per_race:
-                res[f"utk_{key}_worst_race"] = (min if key == "gender_acc" else max)(per_race)
+                res[f"utk_{key}_worst_race"] = (max if key == "age_mae" else min)(per_race)
     a = src == AAF
     if a.any():
         res["aaf_n"] = int(a.sum())
