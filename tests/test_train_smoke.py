@@ -44,7 +44,7 @@ def trained(tmp_path_factory):
     assert main(["--data", str(cache), "--out", str(out), "--epochs", "1", "--batch", "16",
                  "--width", "0.25", "--threads", "1", "--orig-vote", "1", "--emotion-tau", "1",
                  "--eye-jitter", "0.03", "--keep-epochs", "--balance-faces", "0.5",
-                 "--balance-emotion", "1"]) == 0
+                 "--balance-emotion", "1", "--mixup", "0.3"]) == 0
     return cache, out
 
 

@@ -41,7 +41,8 @@ from pathlib import Path
 
 # Options a resumed run takes from its state.json rather than from the command line.
 RESUMED = ("batch", "lr", "seed", "no_augment", "erase", "loss_weights", "orig_vote",
-           "emotion_tau", "eye_jitter", "limit", "balance_faces", "balance_emotion")
+           "emotion_tau", "eye_jitter", "limit", "balance_faces", "balance_emotion", "mixup",
+           "mixup_prob")
 MIRROR_KEYS = ("utk_age_mae", "utk_gender_acc", "fer_emotion_orig_acc_orig",
                "fer_emotion_orig_acc_ferplus")
 
@@ -155,6 +156,12 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="draw each UTKFace / All-Age-Faces face with weight n**-ALPHA, n the "
                          "size of its (race group or All-Age-Faces, age group, gender) group "
                          "(tools.training.sampling; 0: as the data is, 1: every group equally)")
+    ap.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA",
+                    help="mix faces with a partner of their own kind, the share of the partner "
+                         "drawn from Beta(ALPHA, ALPHA) folded under one half "
+                         "(tools.training.mix; 0: off, 0.2-0.4 usual)")
+    ap.add_argument("--mixup-prob", type=alpha_arg, default=0.5, metavar="P",
+                    help="share of the faces mixed when --mixup is on")
     ap.add_argument("--balance-emotion", type=alpha_arg, default=0.0, metavar="ALPHA",
                     help="draw each FER face with weight n**-ALPHA, n the number of faces with "
                          "its FER+ majority emotion (0: as the data is)")
@@ -212,6 +219,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
     if args.arch not in ARCHS:
         ap.error(f"--arch must be one of {', '.join(ARCHS)}, got {args.arch!r}")
+    if args.mixup < 0:
+        ap.error(f"--mixup must be 0 (off) or a positive Beta parameter, got {args.mixup}")
     if args.teacher_unlabelled:
         if not 0.0 <= args.teacher_unlabelled <= 1.0:
             ap.error(f"--teacher-unlabelled must be in [0, 1], got {args.teacher_unlabelled}")
@@ -332,7 +341,8 @@ def main(argv=None) -> int:
         ds = train_dataset(data, train_idx, args.batch, args.seed, epoch, not args.no_augment,
                            args.erase, teacher if args.teacher_mode == "online" else None,
                            args.teacher_alpha, args.teacher_temperature, args.orig_vote,
-                           args.eye_jitter, weights)
+                           args.eye_jitter, weights,
+                           (args.mixup, args.mixup_prob) if args.mixup else None)
         hist = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, verbose=0,
                          callbacks=[Progress(steps)])
         recalibrate(model, bn_faces)

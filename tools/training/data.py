@@ -6,7 +6,8 @@ import numpy as np
 import tensorflow as tf
 
 from tools.training.augment import augment
-from tools.training.sampling import epoch_order
+from tools.training.mix import mixup as mix_batch
+from tools.training.sampling import epoch_order, group_keys
 
 
 def vote_targets(votes: np.ndarray, original: np.ndarray, orig_vote: float = 0.0) -> np.ndarray:
@@ -44,12 +45,16 @@ def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed
                   epoch: int, augment_on: bool = True, erase: float = 0.0,
                   teacher=None, alpha: float = 0.5, temperature: float = 2.0,
                   orig_vote: float = 0.0, eye_jitter: float = 0.0,
-                  weights: np.ndarray | None = None) -> tf.data.Dataset:
+                  weights: np.ndarray | None = None,
+                  mixup: tuple[float, float] | None = None) -> tf.data.Dataset:
     """One epoch of shuffled, augmented batches; the order depends only on (seed, epoch).
 
     ``weights``: relative draw weights of the rows of ``idx``
     (``tools.training.sampling.sampling_weights``); the epoch is then a weighted draw with
     replacement of as many faces, instead of a permutation.
+
+    ``mixup``: ``(alpha, prob)`` of ``tools.training.mix.mixup`` (faces mixed only with faces of
+    their own kind, after augmentation); None: off.
 
     ``eye_jitter``: standard deviation of each eye keypoint's noise per axis, as a fraction of
     the eye distance (``tools.training.augment.random_affine``).
@@ -59,12 +64,16 @@ def train_dataset(data: dict[str, np.ndarray], idx: np.ndarray, batch: int, seed
     """
     order = epoch_order(idx, weights, seed, epoch)
     x = data["x"][order]
-    ds = tf.data.Dataset.from_tensor_slices((x, targets(data, order, orig_vote))).batch(batch)
+    kind = group_keys(data, order)[0].astype(np.int32)
+    ds = tf.data.Dataset.from_tensor_slices((x, targets(data, order, orig_vote), kind))
+    ds = ds.batch(batch)
 
-    def prep(images, y):
+    def prep(images, y, kinds):
         images = tf.cast(images[..., None], tf.float32) / 255.0
         if augment_on:
             images = augment(images, erase=erase, eye_jitter=eye_jitter)
+        if mixup is not None:
+            images, y = mix_batch(images, y, kinds, *mixup)
         if teacher is not None:
             from tools.training.teacher import online_targets
 
