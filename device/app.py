@@ -120,9 +120,12 @@ class App:
         p = self._pipeline
         self._refresh_model_info()
         if self.cfg.mqtt.discovery:
+            m = self.cfg.mqtt
             self.publisher.set_discovery(discovery_messages(
-                self.topics, self.cfg.device.id, self.cfg.device.name,
-                self.cfg.mqtt.discovery_prefix, str(p.model_version)))
+                self.topics, self.cfg.device.id, self.cfg.device.name, m.discovery_prefix,
+                str(p.model_version), configuration_url=m.configuration_url,
+                **({"age_groups": self.cfg.aggregate.age_groups}
+                   if self.cfg.aggregate.age_groups else {})))
         return p
 
     def _refresh_model_info(self) -> str:
