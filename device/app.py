@@ -25,6 +25,7 @@ from device.config import load_config
 from device.errors import ConfigError, ModelError
 from device.health import Health
 from device.mqtt import Publisher, Topics, discovery_messages, make_communicator
+from device.mqtt.discovery import config_wildcard
 from device.notify import Notifier
 from device.spool import Spool, SpoolError
 from device.vision_loop import LoopParts, VisionLoop
@@ -75,6 +76,8 @@ class App:
         self.publisher = Publisher(
             self.comm, self.spool, self.topics, status=self.board.snapshot,
             ha_status_topic=f"{cfg.mqtt.discovery_prefix}/status" if cfg.mqtt.discovery else None,
+            discovery=None if cfg.mqtt.discovery else [],
+            forget_topic=config_wildcard(cfg.mqtt.discovery_prefix, cfg.device.id),
             handlers={"reload-config": self._reload}, qos=cfg.mqtt.qos, status_s=cfg.mqtt.status_s,
             on_link=self._broker_link if cfg.mqtt.host else None)
         self._sink = sink

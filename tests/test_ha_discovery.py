@@ -139,3 +139,31 @@ def test_paho_errors_for_normal_events_are_not_logged_as_errors(caplog):
         logger.error("failed to receive on socket: boom")
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == \
         ["failed to receive on socket: boom"]
+
+
+def test_a_config_the_kiosk_no_longer_announces_is_emptied_so_ha_forgets_it(
+        mosquitto, listen, tmp_path):
+    from device.mqtt import Publisher, make_communicator
+    from device.mqtt.discovery import config_wildcard
+    from tests.test_mqtt import make_cfg
+
+    cfg = make_cfg(mosquitto, tmp_path)
+    topics = Topics(cfg.mqtt.prefix)
+    old = "homeassistant/sensor/t1/retired_sensor/config"
+    other = "homeassistant/sensor/t2/visitors/config"  # another kiosk's: left alone
+    sub = listen(mosquitto, ["homeassistant/#"])
+    sub.publish(old, b'{"name": "Retired"}', retain=True)
+    sub.publish(other, b'{"name": "Visitors"}', retain=True)
+    current = discovery_messages(topics, "t1", "t1", "homeassistant")
+    for discovery in (current, []):  # announced entities stay; with discovery off, all go
+        pub = Publisher(make_communicator(cfg.mqtt), Spool(cfg.spool.path), topics,
+                        status=lambda: {}, discovery=discovery,
+                        forget_topic=config_wildcard("homeassistant", "t1"))
+        pub.start()
+        gone = {t for t, _ in current} if not discovery else {old}
+        assert sub.wait_for(lambda s, g=gone: g <= {t for t, p, _ in s.messages if p == b""}, 15)
+        pub.stop(flush_timeout=1.0)
+    assert b"" not in sub.payloads(other)
+    if not discovery:
+        emptied = {t for t, p, _ in sub.messages if p == b""}
+        assert emptied == {old, *(t for t, _ in current)}
