@@ -4,6 +4,7 @@ the kiosk stops; its log has no warning or error about MQTT."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -27,8 +28,12 @@ def home_assistant(mosquitto, tmp_path):
 
 
 def test_home_assistant_shows_every_entity_updates_it_and_marks_it_unavailable(
-        mosquitto, home_assistant, tmp_path):
+        mosquitto, home_assistant, tmp_path, listen):
     ha = home_assistant
+    other = listen(mosquitto, ["kiosk/lobby-2/cmd"])  # a second kiosk, also named "Lobby"
+    for topic, config in discovery_messages(Topics("kiosk/lobby-2/"), "lobby-2", "Lobby",
+                                            "homeassistant"):
+        other.publish(topic, json.dumps(config), retain=True)
     cfg = make_cfg(mosquitto, tmp_path / "kiosk")
     topics = Topics(cfg.mqtt.prefix)
     discovery = discovery_messages(topics, DEVICE, DEVICE, "homeassistant", "1.7.1")
@@ -44,6 +49,9 @@ def test_home_assistant_shows_every_entity_updates_it_and_marks_it_unavailable(
         ha.wait(lambda: all(ha.state(e) for e in enabled), 60, "every enabled entity")
         assert ha.template("{{ device_attr('sensor.audience_kiosk_t1_visitors', 'name') }}") \
             == "Audience kiosk t1"
+        ha.wait(lambda: ha.state("sensor.audience_kiosk_lobby_2_visitors"), 30, "lobby-2")
+        assert ha.template("{{ device_attr('sensor.audience_kiosk_lobby_2_visitors', 'name') }}"
+                           ) == "Lobby (lobby-2)"
         ha.wait(lambda: ha.state("binary_sensor.audience_kiosk_t1_camera_problem")["state"]
                 == "off", 20, "the camera's problem sensor to read off")
         for total in (3, 6):  # two windows of 3 visitors each
