@@ -25,6 +25,7 @@ from device.config import load_config
 from device.errors import ConfigError, ModelError
 from device.health import Health
 from device.mqtt import Publisher, Topics, discovery_messages, make_communicator
+from device.mqtt.discovery import config_wildcard
 from device.notify import Notifier
 from device.spool import Spool, SpoolError
 from device.vision_loop import LoopParts, VisionLoop
@@ -75,6 +76,8 @@ class App:
         self.publisher = Publisher(
             self.comm, self.spool, self.topics, status=self.board.snapshot,
             ha_status_topic=f"{cfg.mqtt.discovery_prefix}/status" if cfg.mqtt.discovery else None,
+            discovery=None if cfg.mqtt.discovery else [],
+            forget_topic=config_wildcard(cfg.mqtt.discovery_prefix, cfg.device.id),
             handlers={"reload-config": self._reload}, qos=cfg.mqtt.qos, status_s=cfg.mqtt.status_s,
             on_link=self._broker_link if cfg.mqtt.host else None)
         self._sink = sink
@@ -120,9 +123,12 @@ class App:
         p = self._pipeline
         self._refresh_model_info()
         if self.cfg.mqtt.discovery:
+            m = self.cfg.mqtt
             self.publisher.set_discovery(discovery_messages(
-                self.topics, self.cfg.device.id, self.cfg.device.name,
-                self.cfg.mqtt.discovery_prefix, str(p.model_version)))
+                self.topics, self.cfg.device.id, self.cfg.device.name, m.discovery_prefix,
+                str(p.model_version), configuration_url=m.configuration_url,
+                **({"age_groups": self.cfg.aggregate.age_groups}
+                   if self.cfg.aggregate.age_groups else {})))
         return p
 
     def _refresh_model_info(self) -> str:

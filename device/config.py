@@ -147,6 +147,10 @@ class MqttConfig:
     reconnect_max_s: float = field(default=30.0, metadata=_check(lambda v: v >= 1, "must be >= 1"))
     discovery: bool = True
     discovery_prefix: str = "homeassistant"
+    # Home Assistant's "visit" link on the device page ("" = none); http(s)://...
+    configuration_url: str = field(default="", metadata=_check(
+        lambda v: v == "" or re.match(r"^https?://[^\s/]+", v),
+        "must be an http:// or https:// URL"))
 
 
 @dataclass(frozen=True)

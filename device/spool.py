@@ -70,17 +70,21 @@ class Spool:
     def _meta(self, key: str) -> int:
         return self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()[0]
 
-    def append(self, topic: str, make_payload: Callable[[int], str]) -> int:
+    def append(self, topic: str, make_payload: Callable[..., str],
+               add: dict[str, int] | None = None) -> int:
         """Allocate the next ``seq``, store ``make_payload(seq)`` under it and return the seq.
 
-        The row is committed (and fsynced) before this returns.
+        The row is committed (and fsynced) before this returns. ``add`` adds to persisted running
+        totals (kept beside ``next_seq``, in the same transaction, so a total and the windows it
+        counts never disagree); ``make_payload(seq, totals)`` then gets their new values.
         """
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 seq = self._meta("next_seq")
+                args = (seq, self._add_totals(add)) if add is not None else (seq,)
                 self._db.execute("INSERT INTO outbox VALUES (?, ?, ?, ?)",
-                                 (seq, topic, make_payload(seq), self.clock()))
+                                 (seq, topic, make_payload(*args), self.clock()))
                 self._db.execute("UPDATE meta SET value=? WHERE key='next_seq'", (seq + 1,))
                 self._db.execute("COMMIT")
             except BaseException as exc:
@@ -90,6 +94,13 @@ class Spool:
                     raise SpoolError(f"cannot write to the spool {self.path}: {exc}") from exc
                 raise
             return seq
+
+    def _add_totals(self, add: dict[str, int]) -> dict[str, int]:
+        """Inside a transaction: add to the running totals in ``meta``; return the new values."""
+        for key, n in add.items():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, 0)", ("total_" + key,))
+            self._db.execute("UPDATE meta SET value=value+? WHERE key=?", (int(n), "total_" + key))
+        return {key: self._meta("total_" + key) for key in add}
 
     def pending(self, after: int = 0, limit: int = 100) -> list[SpooledMessage]:
         """Unacknowledged messages with ``seq > after``, oldest first."""

@@ -62,16 +62,21 @@ class Windows:
         for summary in ended:
             self.aggregator.add(summary)
         start, end, frames = self._start_wall, self._wall(), self.frames
+        partial = not self.due()  # stopped or restarted before the window's end
         aggregates = self.aggregator.close(start, end)
         self.open()
         model = self.model_version()
+        totals: dict[str, int] = {}
 
-        def payload(seq: int) -> str:
+        def payload(seq: int, new_totals: dict[str, int]) -> str:
+            totals.update(new_totals)
             return dumps(audience_message(seq, self.device_id, start, end, aggregates,
-                                          frames=frames, model_version=model))
+                                          frames=frames, model_version=model, partial=partial,
+                                          visitors_total=totals["visitors"]))
 
         try:
-            seq = self.spool.append(self.topic, payload)
+            seq = self.spool.append(self.topic, payload,
+                                    add={"visitors": aggregates.get("visitors", 0)})
         except SpoolError as exc:  # e.g. the SD card is full: say so loudly, keep counting
             log.error("window lost: %s", exc)
             self._lost(str(exc))
@@ -79,6 +84,6 @@ class Windows:
         log.info("window %d: %d visitors, %d watchers, %d frames", seq,
                  aggregates.get("visitors", 0), aggregates.get("watchers", 0), frames)
         if self.log_payloads:  # no broker: the log is where the windows can be read
-            log.info("audience %s", payload(seq))
+            log.info("audience %s", payload(seq, totals))
         self._spooled(seq)
         return seq

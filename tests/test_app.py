@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from device.mqtt import Topics, discovery_messages
 from device.schemas import validator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,8 +104,9 @@ def test_messages_commands_and_clean_stop(mosquitto, listen, appliance, tmp_path
     for a in sub.payloads(PREFIX + "availability"):
         validator("availability").validate(a.decode())
     discovery = [(t, json.loads(p)) for t, p, _ in sub.messages
-                 if t.startswith(f"homeassistant/sensor/{DEVICE}/")]
-    assert len({t for t, _ in discovery}) == 5
+                 if t.startswith("homeassistant/") and t.split("/")[2] == DEVICE]
+    assert len({t for t, _ in discovery}) == len(discovery_messages(
+        Topics(PREFIX), DEVICE, DEVICE, "homeassistant"))
     for _, config in discovery:
         validator("discovery").validate(config)
     # privacy: the state dir holds the spool and the model slots, no frames, no crops

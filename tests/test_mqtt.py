@@ -32,8 +32,10 @@ def make_cfg(broker, tmp_path, **mqtt):
 
 
 def spool_window(spool, topics):
-    return spool.append(topics.audience, lambda seq: dumps(
-        audience_message(seq, "t1", time.time() - 1, time.time(), AGG, frames=10)))
+    """One window as the appliance spools it (with its running visitors total)."""
+    return spool.append(topics.audience, lambda seq, totals: dumps(
+        audience_message(seq, "t1", time.time() - 1, time.time(), AGG, frames=10,
+                         visitors_total=totals["visitors"])), add={"visitors": AGG["visitors"]})
 
 
 @pytest.fixture
@@ -77,38 +79,41 @@ def test_spooled_windows_are_published_in_order_and_removed_once_acked(mosquitto
 
 def test_availability_status_and_discovery_match_schemas(mosquitto, listen, stack):
     pub, spool, topics = stack(mosquitto)
+    expected = {t for t, _ in pub.discovery}
     pub.start()
     first = listen(mosquitto, [topics.prefix + "#", "homeassistant/#"])
-    assert first.wait_for(lambda s: len([t for t, _, _ in s.messages
-                                         if t.startswith("homeassistant/sensor/")]) >= 5, 10)
+    assert first.wait_for(lambda s: expected <= {t for t, _, _ in s.messages}, 10)
     sub = listen(mosquitto, [topics.prefix + "#", "homeassistant/#"])  # sees retained copies
     assert sub.wait_for(lambda s: s.payloads(topics.status), 10)
-    assert sub.wait_for(lambda s: len([t for t, _, _ in s.messages
-                                       if t.startswith("homeassistant/sensor/")]) >= 5, 10)
+    assert sub.wait_for(lambda s: expected <= {t for t, _, _ in s.messages}, 10)
     validator("availability").validate(sub.payloads(topics.availability)[-1].decode())
     assert sub.payloads(topics.availability)[-1] == b"online"
     status = json.loads(sub.payloads(topics.status)[-1])
     assert status["spool_depth"] == 0 and status["spool_dropped"] == 0
     configs = [(t, json.loads(p), r) for t, p, r in sub.messages
-               if t.startswith("homeassistant/sensor/t1/")]
+               if t.startswith("homeassistant/") and t.split("/")[2] == "t1"]
     names = {t.split("/")[3] for t, _, _ in configs}
-    assert names == {"visitors", "watchers", "dwell_mean", "female_share", "dominant_emotion"}
+    assert {"visitors", "watchers", "impressions", "visitors_total", "dwell_mean",
+            "attention_mean", "attraction", "female_share", "dominant_emotion", "last_window",
+            "camera_problem", "spool_depth", "fps", "reload_config"} <= names
     check = validator("discovery")
     for topic, config, retained in configs:
         check.validate(config)
         assert retained, topic
-        assert config["state_topic"] == topics.audience
+        assert config.get("state_topic", topics.audience) in (topics.audience, topics.status)
         assert config["availability_topic"] == topics.availability
-    assert len({c["unique_id"] for _, c, _ in configs}) == 5
+        assert "has_entity_name" not in config  # not a discovery option: HA drops it
+    assert len({c["unique_id"] for _, c, _ in configs}) == len(configs) == len(expected)
 
 
 def test_discovery_is_sent_again_when_home_assistant_comes_online(mosquitto, listen, stack):
     pub, _, _ = stack(mosquitto)
     pub.start()
     sub = listen(mosquitto, ["homeassistant/sensor/#"])
-    assert sub.wait_for(lambda s: len(s.messages) >= 5, 10)  # the retained copies
+    n = len([t for t, _ in pub.discovery if t.startswith("homeassistant/sensor/")])
+    assert sub.wait_for(lambda s: len(s.messages) >= n, 10)  # the retained copies
     sub.publish("homeassistant/status", "online")
-    assert sub.wait_for(lambda s: len(s.messages) >= 10, 10)
+    assert sub.wait_for(lambda s: len(s.messages) >= 2 * n, 10)
 
 
 def test_broker_outage_loses_nothing_and_keeps_order(mosquitto_persistent, listen, stack):
@@ -131,6 +136,10 @@ def test_broker_outage_loses_nothing_and_keeps_order(mosquitto_persistent, liste
     got = seqs(sub, topics)
     assert sorted(set(got)) == [1, 2, 3, 4]
     assert [s for s in got if s > 1] == sorted(s for s in got if s > 1)
+    # what a Home Assistant total_increasing sensor ends on equals the fleet database's sum,
+    # however the replay was bunched: each window carries the running total
+    windows = {w["seq"]: w for w in map(json.loads, sub.payloads(topics.audience))}
+    assert windows[4]["visitors_total"] == sum(w["visitors"] for w in windows.values()) == 12
 
 
 BAD_COMMANDS = [

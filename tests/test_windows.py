@@ -60,7 +60,7 @@ def test_closing_spools_the_window_with_its_frames_and_ended_tracks(rig):
 def test_a_window_the_spool_cannot_take_is_reported_not_raised(rig, monkeypatch):
     windows, spool, _, _, spooled, lost = rig
 
-    def full(topic, make_payload):
+    def full(topic, make_payload, **kw):
         raise SpoolError("cannot write to the spool: database or disk is full")
 
     monkeypatch.setattr(spool, "append", full)

@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/setup.sh tools/requirements-dev.txt mosquitto mosquitto-clients systemd postgresql chromium
+source tools/setup_ha.sh
 exec .venv/bin/python -m pytest "$@"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from device.mqtt.base import Communicator, NullCommunicator
 from device.mqtt.commands import COMMANDS, CommandError, handle_command, parse_command
-from device.mqtt.messages import Topics, audience_message, discovery_messages, iso_utc
+from device.mqtt.discovery import discovery_messages
+from device.mqtt.messages import Topics, audience_message, iso_utc
 from device.mqtt.publisher import Publisher
 
 __all__ = ["Communicator", "NullCommunicator", "Publisher", "Topics", "COMMANDS", "CommandError",

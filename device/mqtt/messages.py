@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from device import __version__
 from device.types import EMOTIONS
 
 
@@ -68,8 +67,14 @@ def dominant_emotion(emotions: dict | None) -> str | None:
     return name if known[name] > 0 else None
 
 
+def attraction_ratio(visitors: int, watchers: int) -> float | None:
+    """Share of visitors who looked at the screen (0 to 1), or None without visitors."""
+    return round(watchers / visitors, 3) if visitors else None
+
+
 def audience_message(seq: int, device_id: str, window_start: float, window_end: float,
-                     aggregates: dict, frames: int = 0, model_version: str = "") -> dict:
+                     aggregates: dict, frames: int = 0, model_version: str = "",
+                     visitors_total: int | None = None, partial: bool = False) -> dict:
     """One window's message for the ``audience`` topic.
 
     Args:
@@ -77,59 +82,18 @@ def audience_message(seq: int, device_id: str, window_start: float, window_end: 
         window_start, window_end: wall-clock seconds.
         aggregates: :meth:`WindowAggregator.close` output (copied in as it is).
         frames: frames processed in the window (0 means the camera delivered nothing).
+        visitors_total: visitors of every window so far, this one included (persisted by the
+            spool); defaults to this window's visitors.
+        partial: the window was cut short (the appliance stopped or restarted before its end).
     """
     msg = {"seq": seq, "device_id": device_id, "window_start": iso_utc(window_start),
            "window_end": iso_utc(window_end),
            "duration_s": round(max(0.0, window_end - window_start), 3),
-           "frames": int(frames), "model_version": model_version}
+           "frames": int(frames), "model_version": model_version, "partial": bool(partial)}
     msg.update({k: v for k, v in aggregates.items() if k not in ("window_start", "window_end")})
+    visitors = int(aggregates.get("visitors", 0))
+    msg["visitors_total"] = visitors if visitors_total is None else int(visitors_total)
+    msg["attraction_ratio"] = attraction_ratio(visitors, int(aggregates.get("watchers", 0)))
     msg["female_share"] = female_share(aggregates.get("gender"))
     msg["dominant_emotion"] = dominant_emotion(aggregates.get("emotions"))
     return msg
-
-
-def device_block(device_id: str, name: str, model_version: str = "") -> dict:
-    """Home Assistant's ``device`` block: ties the sensors to one device in its registry."""
-    block = {"identifiers": [f"audience_kiosk_{device_id}"], "name": name,
-             "manufacturer": "audience-kiosk", "model": "Audience kiosk", "sw_version": __version__}
-    if model_version:
-        block["hw_version"] = f"models {model_version}"
-    return block
-
-
-# object_id -> (name, value template, extra options). A template that renders "None" makes the
-# Home Assistant sensor "unknown" (mqtt/sensor.py compares with PAYLOAD_NONE), which is what a
-# k-anonymity-suppressed or empty window should show.
-SENSORS = {
-    "visitors": ("Visitors", "{{ value_json.visitors }}",
-                 {"state_class": "measurement", "unit_of_measurement": "people",
-                  "icon": "mdi:account-group"}),
-    "watchers": ("Watchers", "{{ value_json.watchers }}",
-                 {"state_class": "measurement", "unit_of_measurement": "people",
-                  "icon": "mdi:eye"}),
-    "dwell_mean": ("Mean dwell", "{{ value_json.dwell_s_mean }}",
-                   {"device_class": "duration", "state_class": "measurement",
-                    "unit_of_measurement": "s"}),
-    "female_share": ("Female share", "{{ value_json.female_share }}",
-                     {"state_class": "measurement", "unit_of_measurement": "%",
-                      "icon": "mdi:gender-female"}),
-    "dominant_emotion": ("Dominant emotion", "{{ value_json.dominant_emotion }}",
-                         {"device_class": "enum", "options": list(EMOTIONS),
-                          "icon": "mdi:emoticon-outline"}),
-}
-
-
-def discovery_messages(topics: Topics, device_id: str, name: str, discovery_prefix: str,
-                       model_version: str = "") -> list[tuple[str, dict]]:
-    """Home Assistant MQTT discovery: ``[(config topic, config payload)]``, published retained."""
-    device = device_block(device_id, name, model_version)
-    out = []
-    for object_id, (label, template, extra) in SENSORS.items():
-        config = {"name": label, "unique_id": f"audience_kiosk_{device_id}_{object_id}",
-                  "has_entity_name": True, "state_topic": topics.audience,
-                  "value_template": template, "availability_topic": topics.availability,
-                  "payload_available": "online", "payload_not_available": "offline",
-                  "qos": 1, "device": device,
-                  "origin": {"name": "audience-kiosk", "sw_version": __version__}, **extra}
-        out.append((f"{discovery_prefix}/sensor/{device_id}/{object_id}/config", config))
-    return out

@@ -21,6 +21,27 @@ from device.errors import ConfigError
 from device.mqtt.base import Communicator, MessageCallback
 
 log = logging.getLogger(__name__)
+# paho logs these at ERROR for normal events: its loop thread ticking between a disconnect and
+# the next reconnect, and a clean stop
+NORMAL_EVENTS = ("Client is not connected",)
+
+
+class NormalEventsFilter(logging.Filter):
+    """Demotes paho's ERROR lines for normal events to DEBUG (dropped unless DEBUG is on)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(NORMAL_EVENTS):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+        return True
+
+
+def paho_logger() -> logging.Logger:
+    """The logger paho writes to, with :class:`NormalEventsFilter` on it (once)."""
+    logger = logging.getLogger("device.mqtt.paho")
+    if not any(isinstance(f, NormalEventsFilter) for f in logger.filters):
+        logger.addFilter(NormalEventsFilter())
+    return logger
 
 
 def read_password(cfg) -> str | None:
@@ -56,7 +77,7 @@ class PahoCommunicator(Communicator):
         self._connected = threading.Event()
         self._client = client_factory(CallbackAPIVersion.VERSION2, client_id=cfg.client_id,
                                       protocol=mqtt.MQTTv311, clean_session=True)
-        self._client.enable_logger(logging.getLogger("device.mqtt.paho"))
+        self._client.enable_logger(paho_logger())
         self._client.reconnect_delay_set(1, max(1, int(cfg.reconnect_max_s)))
         self._client.will_set(will_topic, "offline", qos=1, retain=True)
         self._client.on_connect = self._on_connect

@@ -36,7 +36,11 @@ class Publisher:
         topics: topic names under the device prefix.
         status: returns the status object (spool fields are added here).
         discovery: Home Assistant discovery ``[(topic, config)]``; re-sent when Home Assistant
-            announces ``online`` on ``ha_status_topic``.
+            announces ``online`` on ``ha_status_topic``. None: not known yet (nothing is removed
+            until :meth:`set_discovery`); ``[]``: none (every config found is removed).
+        forget_topic: a wildcard matching every discovery config this kiosk may have published;
+            a retained config found there that is not in ``discovery`` gets an empty retained
+            payload, so Home Assistant removes the entity.
         handlers: extra command handlers (``reload-config``); ``ping`` and ``status`` are built in.
         qos: QoS of audience messages (1 or 2).
         status_s: seconds between status messages.
@@ -47,13 +51,16 @@ class Publisher:
     """
 
     def __init__(self, comm: Communicator, spool: Spool, topics: Topics,
-                 status: Callable[[], dict], discovery: list[tuple[str, dict]] = (),
-                 ha_status_topic: str | None = None, handlers: dict | None = None, qos: int = 1,
+                 status: Callable[[], dict], discovery: list[tuple[str, dict]] | None = (),
+                 ha_status_topic: str | None = None, forget_topic: str | None = None,
+                 handlers: dict | None = None, qos: int = 1,
                  status_s: float = 10.0, max_inflight: int = 20, ack_timeout_s: float = 60.0,
                  prune_every_s: float = 60.0, clock=time.monotonic,
                  on_link: Callable[[bool], None] | None = None):
         self.comm, self.spool, self.topics = comm, spool, topics
-        self._status_fn, self.discovery = status, list(discovery)
+        self._status_fn = status
+        self.discovery = None if discovery is None else list(discovery)
+        self._found: set[str] = set()  # retained discovery configs seen under forget_topic
         self.handlers = {"ping": lambda: {"pong": True}, "status": self.status, **(handlers or {})}
         self.qos, self.status_s, self.max_inflight = qos, status_s, max_inflight
         self.ack_timeout_s, self.prune_every_s, self.clock = ack_timeout_s, prune_every_s, clock
@@ -70,6 +77,8 @@ class Publisher:
         comm.subscribe(topics.cmd, lambda t, p: self._events.put(("cmd", p)))
         if ha_status_topic:
             comm.subscribe(ha_status_topic, lambda t, p: self._events.put(("ha", p)))
+        if forget_topic:
+            comm.subscribe(forget_topic, lambda t, p: self._events.put(("found", (t, p))))
 
     # -- called from other threads -------------------------------------------------------------
     def start(self) -> None:
@@ -143,6 +152,12 @@ class Publisher:
             self.discovery = arg
             if self.comm.connected:
                 self._publish_discovery()
+            self._forget_stale()
+        elif kind == "found":
+            topic, payload = arg
+            if payload:
+                self._found.add(topic)
+                self._forget_stale()
         elif kind == "ha" and arg.strip() == b"online":
             self._publish_discovery()
         elif kind == "stop":
@@ -152,8 +167,18 @@ class Publisher:
         return self.comm.publish(topic, payload, qos=1, retain=retain)
 
     def _publish_discovery(self) -> None:
-        for topic, config in self.discovery:
+        for topic, config in self.discovery or ():
             self._publish(topic, dumps(config), retain=True)
+
+    def _forget_stale(self) -> None:
+        """Empty the retained configs of entities this kiosk no longer announces."""
+        if self.discovery is None or not self.comm.connected:
+            return
+        stale = self._found - {topic for topic, _ in self.discovery}
+        for topic in sorted(stale):
+            log.info("Home Assistant: removing the entity of %s", topic)
+            self._publish(topic, "", retain=True)
+        self._found -= stale
 
     def _periodic(self) -> None:
         now = self.clock()
