@@ -33,6 +33,11 @@ class StatusBoard:
                        "last_seq": None, "display": cfg.display.sink,
                        "display_state": "off" if cfg.display.sink == "none" else "starting",
                        "display_error": None, "error": None}
+        self._sources: list = []
+
+    def add_source(self, fn) -> None:
+        """``fn() -> dict`` of values read at each snapshot (counters owned by other parts)."""
+        self._sources.append(fn)
 
     def set(self, **values) -> None:
         with self._lock:
@@ -45,6 +50,8 @@ class StatusBoard:
     def snapshot(self) -> dict:
         with self._lock:
             values = dict(self.values)
+        for fn in self._sources:
+            values.update(fn())
         return {"device_id": values.pop("device_id"), "time": iso_utc(self._wall()),
                 "uptime_s": round(self._clock() - self._started, 1), **values}
 
