@@ -29,7 +29,8 @@ class StatusBoard:
         self.values = {"device_id": cfg.device.id, "state": "starting", "app_version": __version__,
                        "model_version": "unknown", "accelerator": "unknown",
                        "analyzer_available": False, "camera": "starting",
-                       "source": cfg.source.spec, "fps": 0.0, "window_s": cfg.aggregate.window_s,
+                       "source": cfg.source.spec, "fps": 0.0, "frames_dropped": 0, "lag_s": 0.0,
+                       "window_s": cfg.aggregate.window_s,
                        "last_seq": None, "display": cfg.display.sink,
                        "display_state": "off" if cfg.display.sink == "none" else "starting",
                        "display_error": None, "error": None}
