@@ -75,8 +75,12 @@ def proc_sample(pid: int) -> dict:
     """RSS (MB), threads and open fds of a process, from /proc."""
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 2),
-            "threads": int(fields["Threads"]), "fds": len(list(Path(f"/proc/{pid}/fd").iterdir()))}
+    sample = {"rss_mb": round(int(fields["VmRSS"].split()[0]) / 1024, 2),
+              "threads": int(fields["Threads"]),
+              "fds": len(list(Path(f"/proc/{pid}/fd").iterdir()))}
+    if not (sample["rss_mb"] and sample["fds"]):
+        raise ValueError(f"process {pid} is exiting")  # not a sample of the running appliance
+    return sample
 
 
 def spool_kb(state: Path) -> float:
