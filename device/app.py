@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from dataclasses import asdict
 
 from device.camera_status import CameraStatus
+from device.clock import SystemClock
 from device.config import load_config
 from device.errors import ConfigError, ModelError
 from device.health import Health
@@ -56,11 +58,14 @@ class App:
         notifier: tells systemd about start-up, status and liveness (``device.notify``).
         build_pipeline: ``(models_cfg, folder) -> pipeline`` for the provisioning slots.
         on_provision_step: called at each journaled provisioning step (see ``Provisioner``).
+        clock: monotonic and wall clocks and whether the wall clock is trusted; None:
+            ``device.clock.SystemClock`` as ``[clock]`` says.
     """
 
     def __init__(self, cfg, pipeline=None, open_source=None, comm=None, leds=None, sink=None,
                  max_frames: int | None = None, duration_s: float | None = None, reload=None,
-                 notifier: Notifier | None = None, build_pipeline=None, on_provision_step=None):
+                 notifier: Notifier | None = None, build_pipeline=None, on_provision_step=None,
+                 clock=None):
         self.cfg, self.max_frames, self.duration_s = cfg, max_frames, duration_s
         self.notifier = notifier if notifier is not None else Notifier()
         self._pipeline, self._open_source, self._reload_fn = pipeline, open_source, reload
@@ -71,7 +76,9 @@ class App:
         self.leds = leds if leds is not None else make_leds(cfg.leds)
         self.health = Health(self.leds)
         self.topics = Topics(cfg.mqtt.prefix)
-        self.spool = Spool(cfg.spool.path, cfg.spool.max_age_s)
+        self.clock = clock if clock is not None else SystemClock(trusted=cfg.clock.trusted)
+        self.spool = Spool(cfg.spool.path, cfg.spool.max_age_s, max_bytes=cfg.spool.max_bytes)
+        self.board.add_source(self._spool_facts)
         self.comm = comm if comm is not None else make_communicator(cfg.mqtt)
         self.publisher = Publisher(
             self.comm, self.spool, self.topics, status=self.board.snapshot,
@@ -153,7 +160,18 @@ class App:
             a.window_s, self.aggregator, self.spool, self.topics.audience, self.cfg.device.id,
             model_version=self._refresh_model_info, spooled=self._spooled,
             lost=lambda message: self.board.set(error=message),
-            log_payloads=not self.cfg.mqtt.host)
+            log_payloads=not self.cfg.mqtt.host, clock=self.clock, hold_s=self.cfg.clock.hold_s)
+
+    def _spool_facts(self) -> dict:
+        """Status fields about the clock, the spool's size and windows it could not take."""
+        w = getattr(self, "windows", None)
+        facts = {"clock_synced": self.clock.trusted(), "windows_waiting": w.waiting if w else 0,
+                 "windows_lost": w.lost_count if w else 0}
+        try:
+            facts.update(spool_bytes=self.spool.bytes, spool_dropped_full=self.spool.dropped_full)
+        except sqlite3.Error:  # closed at shutdown: its figures went with it
+            pass
+        return facts
 
     def _spooled(self, seq: int) -> None:
         self.board.set(last_seq=seq)

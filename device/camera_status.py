@@ -43,8 +43,9 @@ class CameraStatus:
         log.info("source %s ended", self.spec)
         self.board.set(camera="ended")
 
-    def fps(self, value: float) -> None:
-        self.board.set(fps=round(value, 2))
+    def fps(self, value: float, dropped: int = 0, lag_s: float = 0.0) -> None:
+        """The loop's real frame rate, frames the source dropped for it, the last frame's lag."""
+        self.board.set(fps=round(value, 2), frames_dropped=int(dropped), lag_s=round(lag_s, 3))
 
     def screen_line(self, fps: float) -> dict:
         """The status corner of the kiosk screen."""

@@ -157,6 +157,17 @@ class MqttConfig:
 class SpoolConfig:
     path: str = ""  # "" = <state dir>/spool.db
     max_age_s: float = field(default=7 * 86400.0, metadata=POSITIVE)
+    # payload bytes kept at most; the oldest windows are dropped (and counted) beyond it
+    max_bytes: int = field(default=32 * 1024 * 1024, metadata=_check(
+        lambda v: v >= 4096, "must be at least 4096"))
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    # true: the wall clock is right from boot (a battery-backed RTC); false: wait for NTP
+    # (timesyncd's synchronized file or timedatectl's NTPSynchronized) before stamping windows
+    trusted: bool = False
+    hold_s: float = field(default=3600.0, metadata=NON_NEGATIVE)  # then send them marked
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,7 @@ class Config:
     aggregate: AggregateConfig = AggregateConfig()
     mqtt: MqttConfig = MqttConfig()
     spool: SpoolConfig = SpoolConfig()
+    clock: ClockConfig = ClockConfig()
     display: DisplayConfig = DisplayConfig()
     leds: LedsConfig = LedsConfig()
     privacy: PrivacyConfig = PrivacyConfig()

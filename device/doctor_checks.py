@@ -315,13 +315,15 @@ def check_clock(read_sync=read_clock_sync, wall=time.time):
 
 # -- spool -----------------------------------------------------------------------------------------
 def spool_need_bytes(cfg) -> int:
-    """Room for a full spool (``max_age_s`` of windows), two model slots and a margin."""
+    """Room for a full spool (``max_age_s`` of windows, at most ``max_bytes`` of payloads), two
+    model slots and a margin."""
     windows = cfg.spool.max_age_s / cfg.aggregate.window_s
     try:
         models = sum(p.stat().st_size for p in Path(cfg.models.dir).glob("*.tflite"))
     except OSError:
         models = 0
-    return int(windows * SPOOL_BYTES_PER_WINDOW + 2 * models + SPOOL_MARGIN_BYTES)
+    spool = min(windows * SPOOL_BYTES_PER_WINDOW, 2 * cfg.spool.max_bytes)  # SQLite's overhead
+    return int(spool + 2 * models + SPOOL_MARGIN_BYTES)
 
 
 def _mb(n: float) -> str:

@@ -3,6 +3,11 @@
 It runs on the main thread and only ever hands work to other threads through non-blocking calls
 (``DisplayWorker.submit``, the publisher's notify), so a slow screen or a dead broker cannot stall
 it. It is handed every part it uses (:class:`LoopParts`) and owns the frame count.
+
+It never queues frames: a loop slower than its source (a throttled CPU) gets the newest frame and
+the source drops the rest (cameras by themselves, paced files through ``Pacer``); the status says
+how many (``frames_dropped``), the loop's real rate (``fps``) and how late the last frame was
+(``lag_s``).
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class VisionLoop:
         self.retry_max_s, self.max_frames, self.duration_s = retry_max_s, max_frames, duration_s
         self.source = None
         self.frames = 0
+        self._dropped_closed = 0  # frames the sources closed so far dropped
         self.backoff = BACKOFF_START_S
         self._delivering = False  # the open source has delivered a frame
         self.fps = FpsMeter()
@@ -93,6 +99,11 @@ class VisionLoop:
             self._process(frame)
             if p.windows.due():
                 p.windows.close()
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames the sources skipped because the loop fell behind them, this run."""
+        return self._dropped_closed + getattr(self.source, "dropped_frames", 0)
 
     def close(self) -> None:
         """Close the source (after the screen that may draw over its camera has stopped)."""
@@ -131,6 +142,7 @@ class VisionLoop:
         if self.source is not None:
             if p.display is not None:
                 p.display.attach(None)  # the screen lets go of this camera first
+            self._dropped_closed += getattr(self.source, "dropped_frames", 0)
             self.source.close()
             self.source = None
             for summary in p.tracker.flush():  # a new scene when it comes back
@@ -169,7 +181,8 @@ class VisionLoop:
                      f"{age:.2f} s" if age is not None else "(process start unknown)")
         fps = self.fps.tick()
         if self.frames % 10 == 1:
-            p.camera.fps(fps)
+            p.camera.fps(fps, dropped=self.dropped_frames,
+                         lag_s=getattr(self.source, "lag_s", 0.0))
         self._update_leds(tracks)
         if p.display is not None and p.display.due():  # most frames are not shown
             p.display.submit(frame.image, tracks, p.aggregator.current(),

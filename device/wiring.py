@@ -29,10 +29,16 @@ class StatusBoard:
         self.values = {"device_id": cfg.device.id, "state": "starting", "app_version": __version__,
                        "model_version": "unknown", "accelerator": "unknown",
                        "analyzer_available": False, "camera": "starting",
-                       "source": cfg.source.spec, "fps": 0.0, "window_s": cfg.aggregate.window_s,
+                       "source": cfg.source.spec, "fps": 0.0, "frames_dropped": 0, "lag_s": 0.0,
+                       "window_s": cfg.aggregate.window_s,
                        "last_seq": None, "display": cfg.display.sink,
                        "display_state": "off" if cfg.display.sink == "none" else "starting",
                        "display_error": None, "error": None}
+        self._sources: list = []
+
+    def add_source(self, fn) -> None:
+        """``fn() -> dict`` of values read at each snapshot (counters owned by other parts)."""
+        self._sources.append(fn)
 
     def set(self, **values) -> None:
         with self._lock:
@@ -45,6 +51,8 @@ class StatusBoard:
     def snapshot(self) -> dict:
         with self._lock:
             values = dict(self.values)
+        for fn in self._sources:
+            values.update(fn())
         return {"device_id": values.pop("device_id"), "time": iso_utc(self._wall()),
                 "uptime_s": round(self._clock() - self._started, 1), **values}
 

@@ -170,6 +170,12 @@ class DisplayWorker:
         if self.snapshot_dir is None or now < self._next_snapshot:
             return
         self._next_snapshot = now + self.snapshot_every_s
+        try:
+            self._snapshot(screen)
+        except OSError as exc:  # a full card: no snapshot this time, the screen goes on
+            log.warning("debug snapshot not written: %s", exc)
+
+    def _snapshot(self, screen) -> None:
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         name = time.strftime("snapshot-%Y%m%dT%H%M%S.png", time.gmtime())
         cv2.imwrite(str(self.snapshot_dir / name), screen)

@@ -45,6 +45,7 @@ class Window:
     dominant_emotion: str | None
     received_at: float
     backstop: bool = False  # a worker's extra copy (fleet/ingest.py): not a redelivery
+    clock_synced: bool = True  # False: filed under its arrival (see parse_audience)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,13 @@ def _counts(msg: dict, key: str) -> dict | None:
 
 
 def parse_audience(device_id: str, payload: bytes, received_at: float) -> Window:
-    """An ``audience`` payload as a :class:`Window`; its ``device_id`` must match the topic's."""
+    """An ``audience`` payload as a :class:`Window`; its ``device_id`` must match the topic's.
+
+    A window the kiosk marks ``clock_synced: false`` was stamped by a clock that was not trusted
+    (a Pi before NTP, with no battery-backed clock) and that the kiosk could not restamp: it is
+    filed under its arrival (``window_end = received_at``, its length kept) and stored with
+    ``clock_synced = 0``, never under the kiosk's 1970 or yesterday.
+    """
     msg = _json(payload)
     if not isinstance(msg, dict):
         raise BadMessage("audience: wants a JSON object")
@@ -143,6 +150,11 @@ def parse_audience(device_id: str, payload: bytes, received_at: float) -> Window
         parse_time(msg.get("window_end"), "window_end")
     if end < start:
         raise BadMessage("window_end is before window_start")
+    synced = msg.get("clock_synced", True)  # kiosks before 0.6 do not say: they trusted it
+    if not isinstance(synced, bool):
+        raise BadMessage(f"clock_synced: wants true or false, got {synced!r}")
+    if not synced:  # the kiosk's clock was wrong (1970, last night): file it as it arrives
+        start, end = received_at - (end - start), received_at
     model, emotion = msg.get("model_version"), msg.get("dominant_emotion")
     if not isinstance(model, str) or len(model) > 64:
         raise BadMessage(f"model_version: wants a string, got {model!r}")
@@ -156,7 +168,7 @@ def parse_audience(device_id: str, payload: bytes, received_at: float) -> Window
         dwell_s_mean=_num(msg, "dwell_s_mean", nullable=True),
         attention_s_mean=_num(msg, "attention_s_mean", nullable=True), suppressed=suppressed,
         female_share=_num(msg, "female_share", nullable=True, maximum=100.0),
-        dominant_emotion=emotion, received_at=received_at, **breakdowns)
+        dominant_emotion=emotion, received_at=received_at, clock_synced=synced, **breakdowns)
 
 
 def parse_status(device_id: str, payload: bytes, received_at: float) -> Status:

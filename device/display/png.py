@@ -53,8 +53,11 @@ class PngSink(DisplaySink):
         ok, data = cv2.imencode(".png", image_bgr)
         if not ok:
             raise DisplayError(f"could not encode a PNG for {self.path}")
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
-                                   suffix=".tmp")
+        try:  # a full card fails here already (no inode or block for the temp file)
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.",
+                                       suffix=".tmp")
+        except OSError as exc:
+            raise DisplayError(f"could not write {self.path}: {exc}") from exc
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data.tobytes())

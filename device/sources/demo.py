@@ -73,9 +73,15 @@ class DemoSource(FrameSource):
     def read(self) -> Frame | None:
         if not self.loop and self._index >= self._frames_per_pass:
             return None
+        if self._pacer:
+            while self._pacer.late(self._index / self.fps) and (
+                    self.loop or self._index + 1 < self._frames_per_pass):
+                self._index += 1  # too late: skipped before it is rendered
+                self.dropped_frames += 1
         t = self._index / self.fps
         if self._pacer:
             self._pacer.wait(t)
+            self.lag_s = self._pacer.lag_s
         frame = Frame(image=self.render(t), timestamp=t, index=self._index, source=self.name)
         self._index += 1
         return frame

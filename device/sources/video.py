@@ -70,9 +70,20 @@ class VideoFileSource(FrameSource):
         self._pos += skipped
         return image
 
+    def _skip_late(self) -> None:
+        """Paced and behind: grab (without decoding) the frames whose time has passed."""
+        while self._pacer.late(self._t_base + self._pos / self.fps) and (
+                self.frame_count is None or self._pos + 1 < self.frame_count):
+            if not self._cap.grab():
+                return
+            self._pos += 1
+            self.dropped_frames += 1
+
     def read(self) -> Frame | None:
         if self._cap is None:
             raise SourceError(f"video source {self.path} is closed")
+        if self._pacer:
+            self._skip_late()
         image = self._next_image()
         if image is None:
             if self._in_pass == 0:
@@ -89,6 +100,7 @@ class VideoFileSource(FrameSource):
         t = self._t_base + self._pos / self.fps
         if self._pacer:
             self._pacer.wait(t)
+            self.lag_s = self._pacer.lag_s
         frame = Frame(image=image, timestamp=t, index=self._index, source=self.name)
         self._index += 1
         self._pos += 1

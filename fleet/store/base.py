@@ -28,10 +28,14 @@ STATEMENTS = [st.strip() for st in re.sub(r"--[^\n]*", "", SCHEMA).split(";") if
 WINDOW_COLUMNS = ("device_id", "seq", "window_start", "window_end", "duration_s", "frames",
                   "model_version", "impressions", "visitors", "watchers", "dwell_s_mean",
                   "attention_s_mean", "suppressed", "gender", "age_groups", "emotions",
-                  "female_share", "dominant_emotion", "received_at", "ingested_at")
+                  "female_share", "dominant_emotion", "received_at", "ingested_at", "clock_synced")
 KIOSK_COLUMNS = ("device_id", "low_seq", "high_seq", "windows", "last_seen", "status_time",
                  "status_received_at", "status", "model_version", "app_version", "state",
                  "spool_depth", "spool_dropped", "availability", "availability_at")
+
+
+# Columns added after the first release: (table, column, definition), added to older databases.
+MIGRATIONS = [("windows", "clock_synced", "INTEGER NOT NULL DEFAULT 1")]
 
 
 # Statuses are ordered by the kiosk's clock (two workers may store them out of order), unless
@@ -91,6 +95,7 @@ class SqlStore(Store):
 
     PH = "?"  # placeholder
     LOCK = ""  # row lock suffix of the kiosk read (PostgreSQL: FOR UPDATE)
+    COLUMNS_SQL = "SELECT name FROM pragma_table_info(?)"  # a table's column names
 
     def __init__(self, clock=time.time):
         self.clock = clock
@@ -107,6 +112,13 @@ class SqlStore(Store):
     @abc.abstractmethod
     def _query(self, sql: str, params=()) -> Iterator[tuple]:
         """Rows of a read-only query, streamed."""
+
+    def _migrate(self) -> None:
+        """Inside the schema transaction: add the columns an older database lacks."""
+        for table, column, definition in MIGRATIONS:
+            have = {r[0] for r in self._execute(self.COLUMNS_SQL, (table,)).fetchall()}
+            if column not in have:
+                self._execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
 
     def _sql(self, sql: str) -> str:
         return sql if self.PH == "?" else sql.replace("?", self.PH)
@@ -192,7 +204,7 @@ class SqlStore(Store):
                   w.attention_s_mean, int(w.suppressed),
                   *(None if m is None else json.dumps(m, separators=(",", ":"))
                     for m in (w.gender, w.age_groups, w.emotions)),
-                  w.female_share, w.dominant_emotion, w.received_at, now)
+                  w.female_share, w.dominant_emotion, w.received_at, now, int(w.clock_synced))
         cur = self._execute(
             f"INSERT INTO windows ({', '.join(WINDOW_COLUMNS)}) VALUES "
             f"({', '.join('?' * len(WINDOW_COLUMNS))}) ON CONFLICT (device_id, seq) DO NOTHING",
@@ -221,7 +233,7 @@ class SqlStore(Store):
                                "WHERE window_start >= ? AND window_start < ? "
                                "ORDER BY window_start", (since, until)):
             w = dict(zip(WINDOW_COLUMNS, row, strict=True))
-            w["suppressed"] = bool(w["suppressed"])
+            w["suppressed"], w["clock_synced"] = bool(w["suppressed"]), bool(w["clock_synced"])
             for key in ("gender", "age_groups", "emotions"):
                 w[key] = json.loads(w[key]) if w[key] else None
             yield w

@@ -23,6 +23,7 @@ class PostgresStore(SqlStore):
 
     PH = "%s"
     LOCK = " FOR UPDATE"
+    COLUMNS_SQL = "SELECT column_name FROM information_schema.columns WHERE table_name = ?"
 
     def __init__(self, url: str, connect_timeout_s: int = 5, **kw):
         super().__init__(**kw)
@@ -32,6 +33,7 @@ class PostgresStore(SqlStore):
             self._execute("SELECT pg_advisory_xact_lock(?)", (SCHEMA_LOCK,))
             for statement in STATEMENTS:
                 self._execute(statement)
+            self._migrate()
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS windows (
     received_at DOUBLE PRECISION NOT NULL,    -- first delivery to an ingest worker
     ingested_at DOUBLE PRECISION NOT NULL,    -- the write that stored it
     deliveries INTEGER NOT NULL DEFAULT 1,    -- how often the broker delivered it (at least once)
+    clock_synced INTEGER NOT NULL DEFAULT 1,  -- 0: the kiosk's clock was not trusted; filed under received_at
     PRIMARY KEY (device_id, seq)
 );
 CREATE INDEX IF NOT EXISTS windows_by_start ON windows (window_start);

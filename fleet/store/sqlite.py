@@ -31,6 +31,7 @@ class SqliteStore(SqlStore):
             with self._transaction():
                 for statement in STATEMENTS:
                     self._db.execute(statement)
+                self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreUnavailable(f"cannot open the fleet database {self.path}: {exc}") from exc
 
