@@ -18,7 +18,7 @@ from device.spool import Spool
 from device.windows import Windows
 from tests.ha.server import HA_PYTHON, ROOT, ha_missing
 from tests.test_aggregate import summary
-from tests.test_windows import Clock
+from tests.fake_clock import FakeClock
 
 CHECKER = ROOT / "tests" / "ha" / "check_discovery.py"
 # keys Home Assistant 2024.3 ignores on purpose: later releases read them (see discovery.py)
@@ -108,17 +108,16 @@ def test_status_entities_are_diagnostic_and_camera_is_a_problem_sensor():
 
 
 def test_the_visitors_total_survives_a_restart_and_a_cut_window_is_partial(tmp_path):
-    mono, wall = Clock(100.0), Clock(1_764_000_000.0)
+    clock = FakeClock()
     messages = []
     for _ in range(2):  # two runs on the same spool: the total keeps counting
         spool = Spool(str(tmp_path / "spool.db"))
         windows = Windows(60.0, WindowAggregator(k_anonymity=1), spool, "kiosk/k/audience", "k",
                           model_version=lambda: "1", spooled=lambda s: None,
-                          lost=lambda m: None, clock=mono, wall=wall)
-        mono.t += 60
-        wall.t += 60
+                          lost=lambda m: None, clock=clock)
+        clock.advance(60)
         windows.close([summary(), summary()])  # a whole window
-        mono.t += 0.6
+        clock.advance(0.6)
         windows.close([summary()])  # cut short by a stop
         messages += [json.loads(m.payload) for m in spool.pending()]
         for m in spool.pending():
