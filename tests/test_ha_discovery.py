@@ -16,9 +16,9 @@ from device.mqtt import Topics, discovery_messages
 from device.schemas import load_schema, validator
 from device.spool import Spool
 from device.windows import Windows
+from tests.fake_clock import FakeClock
 from tests.ha.server import HA_PYTHON, ROOT, ha_missing
 from tests.test_aggregate import summary
-from tests.fake_clock import FakeClock
 
 CHECKER = ROOT / "tests" / "ha" / "check_discovery.py"
 # keys Home Assistant 2024.3 ignores on purpose: later releases read them (see discovery.py)
